@@ -1,0 +1,439 @@
+//! General matrix multiply behind checked views: the one place the kernels call into a GEMM.
+//!
+//! `C <- alpha * A * B + beta * C` with BLAS semantics (never the `gemm` crate's swapped
+//! alpha/beta): when `beta == 0`, C is not read, so it may hold NaN or garbage. Views carry
+//! their own row and column strides, so transposes are free (`MatRef::t`).
+
+use crate::float::Float;
+
+/// matrixmultiply's `sgemm` / `dgemm` signature (see [`Float`]'s hidden `RAW_GEMM`).
+#[doc(hidden)]
+pub type RawGemm<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
+
+/// The largest offset a `rows x cols` view with strides `rs`, `cs` touches, plus one, or
+/// `None` if it overflows. Empty views touch nothing.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    let last_row = (rows - 1).checked_mul(rs)?;
+    let last_col = (cols - 1).checked_mul(cs)?;
+    last_row.checked_add(last_col)?.checked_add(1)
+}
+
+/// Whether distinct elements of a `rows x cols` view with strides `rs`, `cs` are distinct in
+/// memory (sufficient condition: one stride spans the whole other dimension).
+fn non_aliasing(rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    rows <= 1 && (cols <= 1 || cs >= 1)
+        || cols <= 1 && rs >= 1
+        || cs >= 1 && rs >= cols.saturating_mul(cs)
+        || rs >= 1 && cs >= rows.saturating_mul(rs)
+}
+
+/// A read-only strided matrix view.
+#[derive(Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<T> Clone for MatRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for MatRef<'_, T> {}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A `rows x cols` view where element (i, j) is `data[i * rs + j * cs]`.
+    ///
+    /// # Panics
+    /// If an element lies past `data` or the strides overflow.
+    #[track_caller]
+    pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        let end = extent(rows, cols, rs, cs).expect("MatRef::new: stride overflow");
+        assert!(
+            end <= data.len(),
+            "MatRef::new: view needs {end} elements, has {}",
+            data.len()
+        );
+        assert!(
+            rs <= isize::MAX as usize && cs <= isize::MAX as usize,
+            "MatRef::new: stride"
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+    /// A row-major `rows x cols` view with rows `ld` apart.
+    ///
+    /// # Panics
+    /// As [`MatRef::new`].
+    #[track_caller]
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+        Self::new(data, rows, cols, ld, 1)
+    }
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+    /// Rows `start..start + len`.
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    #[track_caller]
+    pub fn rows_range(self, start: usize, len: usize) -> Self {
+        assert!(
+            start + len <= self.rows,
+            "MatRef::rows_range: out of bounds"
+        );
+        let data = if len == 0 || self.cols == 0 {
+            &self.data[..0]
+        } else {
+            &self.data[start * self.rs..]
+        };
+        Self {
+            data,
+            rows: len,
+            ..self
+        }
+    }
+    /// Columns `start..start + len`.
+    ///
+    /// # Panics
+    /// If the range is out of bounds.
+    #[track_caller]
+    pub fn cols_range(self, start: usize, len: usize) -> Self {
+        assert!(
+            start + len <= self.cols,
+            "MatRef::cols_range: out of bounds"
+        );
+        let data = if len == 0 || self.rows == 0 {
+            &self.data[..0]
+        } else {
+            &self.data[start * self.cs..]
+        };
+        Self {
+            data,
+            cols: len,
+            ..self
+        }
+    }
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// The number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Element (i, j).
+    ///
+    /// # Panics
+    /// If out of bounds.
+    #[track_caller]
+    pub fn at(&self, i: usize, j: usize) -> &T {
+        assert!(i < self.rows && j < self.cols, "MatRef::at: out of bounds");
+        &self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// A mutable strided matrix view whose elements never alias.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> MatMut<'a, T> {
+    /// A `rows x cols` view where element (i, j) is `data[i * rs + j * cs]`.
+    ///
+    /// # Panics
+    /// If an element lies past `data`, the strides overflow, or two elements alias.
+    #[track_caller]
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        let end = extent(rows, cols, rs, cs).expect("MatMut::new: stride overflow");
+        assert!(
+            end <= data.len(),
+            "MatMut::new: view needs {end} elements, has {}",
+            data.len()
+        );
+        assert!(
+            rs <= isize::MAX as usize && cs <= isize::MAX as usize,
+            "MatMut::new: stride"
+        );
+        assert!(
+            non_aliasing(rows, cols, rs, cs),
+            "MatMut::new: elements alias"
+        );
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+    /// A row-major `rows x cols` view with rows `ld` apart.
+    ///
+    /// # Panics
+    /// As [`MatMut::new`].
+    #[track_caller]
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize, ld: usize) -> Self {
+        Self::new(data, rows, cols, ld, 1)
+    }
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// The number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Element (i, j).
+    ///
+    /// # Panics
+    /// If out of bounds.
+    #[track_caller]
+    pub fn at_mut(&mut self, i: usize, j: usize) -> &mut T {
+        assert!(
+            i < self.rows && j < self.cols,
+            "MatMut::at_mut: out of bounds"
+        );
+        &mut self.data[i * self.rs + j * self.cs]
+    }
+    /// A shorter-lived view of the same elements.
+    pub fn reborrow(&mut self) -> MatMut<'_, T> {
+        MatMut {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+}
+
+/// `C <- alpha * A * B + beta * C` (BLAS semantics; `beta == 0` never reads C).
+///
+/// # Panics
+/// If the shapes disagree: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`.
+#[track_caller]
+pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k && c.rows == m && c.cols == n,
+        "gemm: A is {m}x{k}, B is {}x{n}, C is {}x{}",
+        b.rows,
+        c.rows,
+        c.cols
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        scale(beta, c);
+        return;
+    }
+    // SAFETY: the views were bounds-checked when made: every (i, j) of A (m x k), B (k x n)
+    // and C (m x n) lies inside its slice (`extent` in `MatRef::new` / `MatMut::new`), the
+    // shapes agree (asserted above), strides fit in isize (asserted in `new`), C's elements
+    // do not alias (`non_aliasing`), and C is borrowed mutably while A and B are shared
+    // borrows, so C overlaps neither. m, n, k > 0 here.
+    unsafe {
+        (T::RAW_GEMM)(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.data.as_mut_ptr(),
+            c.rs as isize,
+            c.cs as isize,
+        );
+    }
+}
+
+/// `C <- beta * C`, writing zeros without reading C when `beta == 0`.
+fn scale<T: Float>(beta: T, mut c: MatMut<'_, T>) {
+    for i in 0..c.rows {
+        for j in 0..c.cols {
+            let x = c.at_mut(i, j);
+            *x = if beta == T::ZERO { T::ZERO } else { beta * *x };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::reference::gemm as reference;
+    use crate::testing::{SplitMix, cast, check_close, size, widen};
+
+    /// A matrix stored row- or column-major with some padding between lines.
+    fn layout(rows: usize, cols: usize, col_major: bool, pad: usize) -> (usize, usize, usize) {
+        if col_major {
+            (1, rows + pad, (rows + pad) * cols.max(1))
+        } else {
+            (cols + pad, 1, (cols + pad) * rows.max(1))
+        }
+    }
+
+    fn run<T: Float>(
+        m: usize,
+        k: usize,
+        n: usize,
+        flags: [bool; 3],
+        beta: f64,
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        let mut rng = SplitMix::new(seed);
+        let (ars, acs, alen) = layout(m, k, flags[0], 1);
+        let (brs, bcs, blen) = layout(k, n, flags[1], 2);
+        let (crs, ccs, clen) = layout(m, n, flags[2], 3);
+        let a = cast::<T>(&rng.vec(alen, 1.0));
+        let b = cast::<T>(&rng.vec(blen, 1.0));
+        let c0 = rng.vec(clen, 1.0);
+        let mut c = cast::<T>(&c0);
+        if beta == 0.0 {
+            c.iter_mut().for_each(|x| *x = T::NAN);
+        }
+        let mut want = c.iter().map(|v| v.to_f64()).collect::<Vec<_>>();
+        let (a64, b64) = (widen(&a), widen(&b));
+        reference::gemm(
+            1.5,
+            MatRef::new(&a64, m, k, ars, acs),
+            MatRef::new(&b64, k, n, brs, bcs),
+            beta,
+            MatMut::new(&mut want, m, n, crs, ccs),
+        );
+        gemm(
+            T::from_f64(1.5),
+            MatRef::new(&a, m, k, ars, acs),
+            MatRef::new(&b, k, n, brs, bcs),
+            T::from_f64(beta),
+            MatMut::new(&mut c, m, n, crs, ccs),
+        );
+        // Each element sums k products of magnitude <= 1.5: error grows like k ulps.
+        let eps = T::EPSILON.to_f64();
+        check_close(
+            "C",
+            &widen(&c),
+            &want,
+            (4.0 * eps * (k as f64 + 2.0), 4.0 * eps),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn matches_reference(m in size(), k in size(), n in size(), flags in any::<[bool; 3]>(),
+                             beta in prop::sample::select(vec![0.0, 1.0, -0.5]), seed in any::<u64>()) {
+            run::<f32>(m, k, n, flags, beta, seed)?;
+            run::<f64>(m, k, n, flags, beta, seed)?;
+        }
+    }
+
+    /// With small-integer operands every partial sum is exact in f32, so the product must
+    /// equal the reference bit for bit (oneDNN's `--skip-nonlinear` idea).
+    #[test]
+    fn exact_on_small_integers() {
+        let (m, k, n) = (37, 129, 67);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 9) as f32 - 4.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
+        let mut c = vec![f32::NAN; m * n];
+        gemm(
+            1.0,
+            MatRef::row_major(&a, m, k, k),
+            MatRef::row_major(&b, k, n, n),
+            0.0,
+            MatMut::row_major(&mut c, m, n, n),
+        );
+        let mut want = vec![0.0f32; m * n];
+        reference::gemm(
+            1.0,
+            MatRef::row_major(&a, m, k, k),
+            MatRef::row_major(&b, k, n, n),
+            0.0,
+            MatMut::row_major(&mut want, m, n, n),
+        );
+        assert_eq!(c, want);
+    }
+
+    #[test]
+    fn beta_zero_never_reads_c_even_when_k_is_zero() {
+        let mut c = vec![f64::NAN; 6];
+        gemm(
+            1.0,
+            MatRef::row_major(&[], 2, 0, 0),
+            MatRef::row_major(&[], 0, 3, 3),
+            0.0,
+            MatMut::row_major(&mut c, 2, 3, 3),
+        );
+        assert_eq!(c, vec![0.0; 6]);
+    }
+
+    #[test]
+    #[should_panic(expected = "elements alias")]
+    fn aliasing_output_is_refused() {
+        let mut c = vec![0.0f32; 4];
+        let _ = MatMut::new(&mut c, 2, 2, 1, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "view needs")]
+    fn short_buffer_is_refused() {
+        let a = vec![0.0f32; 5];
+        let _ = MatRef::row_major(&a, 2, 3, 3);
+    }
+}

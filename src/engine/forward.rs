@@ -1,0 +1,294 @@
+//! One layer and direction, forward: the input projection for all steps, then per step the
+//! recurrent GEMM and the fused pointwise pass.
+//!
+//! The same loop serves training and inference: a training tape keeps all T+1 state
+//! positions and T extra slots (see [`crate::layout`]); an inference tape keeps 2 positions
+//! and 1 slot, indexed modulo their count.
+
+use fused_rnn_kernels::pointwise::gru::{
+    GruFwdPointwise, GruFwdPointwiseGates, GruFwdPointwiseOut, gru_fwd_pointwise,
+    gru_fwd_pointwise_gates, gru_fwd_pointwise_out,
+};
+use fused_rnn_kernels::pointwise::lstm::{LstmFwdPointwise, lstm_fwd_pointwise};
+use fused_rnn_kernels::pointwise::rnn::{RnnFwdPointwise, rnn_fwd_pointwise};
+use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef, Rows, RowsMut, gemm};
+
+use super::{DirSpec, DirWeights, Masks, SeqViewMut, read_write, rows, rows_mut};
+use crate::layout::block;
+
+/// One direction's saved activations (see [`crate::layout`]).
+#[derive(Debug)]
+pub(crate) struct Tape<'a, T> {
+    /// `[T][B][G*H]`.
+    pub gates: &'a mut [T],
+    /// `[positions][B][Hout]`.
+    pub h: &'a mut [T],
+    /// `[positions][B][H]` (LSTM) or empty.
+    pub c: &'a mut [T],
+    /// `[extra_slots][B][H]` or empty.
+    pub extra: &'a mut [T],
+    pub positions: usize,
+    pub extra_slots: usize,
+}
+
+/// Everything one direction's forward reads and writes.
+pub(crate) struct DirForward<'a, T> {
+    pub spec: DirSpec,
+    pub arch: Arch,
+    pub w: DirWeights<'a, T>,
+    /// `[T*B, I]`, time-major rows.
+    pub x: MatRef<'a, T>,
+    pub masks: Masks<'a>,
+    /// `[B][Hout]` initial h.
+    pub h0: &'a [T],
+    /// `[B][H]` initial c (LSTM) or empty.
+    pub c0: &'a [T],
+    /// This direction's outputs.
+    pub y: SeqViewMut<'a, T>,
+    pub tape: Tape<'a, T>,
+    /// GRU: `[B][3H]` for the recurrent products.
+    pub scratch: &'a mut [T],
+}
+
+impl<'a, T: Float> DirForward<'a, T> {
+    /// Runs all steps and returns the final (h, c) from the tape.
+    pub fn run(mut self) -> (&'a [T], &'a [T]) {
+        self.run_steps();
+        let s = self.spec;
+        let last = s.last() % self.tape.positions;
+        let Tape { h, c, .. } = self.tape;
+        let (h, c): (&'a [T], &'a [T]) = (h, c);
+        let hc = if c.is_empty() {
+            &c[..0]
+        } else {
+            &c[block(last, s.batch, s.hidden)]
+        };
+        (&h[block(last, s.batch, s.hout)], hc)
+    }
+
+    fn run_steps(&mut self) {
+        let s = self.spec;
+        let (b, hout, h) = (s.batch, s.hout, s.hidden);
+        let positions = self.tape.positions;
+        let pos = |p: usize| p % positions;
+        // State positions start from the initial state.
+        let init = pos(s.initial());
+        self.tape.h[init * b * hout..(init + 1) * b * hout].copy_from_slice(self.h0);
+        if s.cell.has_cell_state() {
+            self.tape.c[init * b * h..(init + 1) * b * h].copy_from_slice(self.c0);
+        }
+        if s.steps == 0 || b == 0 {
+            return;
+        }
+        // The input projection of every step in one GEMM.
+        let rows = s.steps * b;
+        gemm(
+            T::ONE,
+            self.x,
+            self.w.w_ih_t(&s),
+            T::ZERO,
+            MatMut::row_major(self.tape.gates, rows, s.gh(), s.gh()),
+        );
+        for k in 0..s.steps {
+            let t = s.time(k);
+            let (entry, exit) = (pos(s.entry(t)), pos(s.exit(t)));
+            self.apply_resets(t, entry);
+            self.step(t, entry, exit);
+            self.hold_padding(t, entry, exit);
+            self.write_outputs(t, exit);
+        }
+    }
+
+    /// Rows that start afresh at `t` enter it from the initial state.
+    fn apply_resets(&mut self, t: usize, entry: usize) {
+        let s = self.spec;
+        if self.masks.resets.is_none() {
+            return;
+        }
+        let (hout, h) = (s.hout, s.hidden);
+        for b in 0..s.batch {
+            if self.masks.reset_at_entry(&s, t, b) {
+                let at = (entry * s.batch + b) * hout;
+                self.tape.h[at..at + hout].copy_from_slice(&self.h0[b * hout..(b + 1) * hout]);
+                if s.cell.has_cell_state() {
+                    let at = (entry * s.batch + b) * h;
+                    self.tape.c[at..at + h].copy_from_slice(&self.c0[b * h..(b + 1) * h]);
+                }
+            }
+        }
+    }
+
+    /// One step for all rows: the recurrent product(s) and the pointwise pass(es).
+    fn step(&mut self, t: usize, entry: usize, exit: usize) {
+        let s = self.spec;
+        let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
+        let arch = self.arch;
+        let w = self.w;
+        let gates = &mut self.tape.gates[t * b * gh..(t + 1) * b * gh];
+        let (h_prev, h_next) = read_write(self.tape.h, b * hout, entry, exit);
+        let slot = if self.tape.extra_slots > 0 {
+            t % self.tape.extra_slots
+        } else {
+            0
+        };
+        let extra = if self.tape.extra.is_empty() {
+            &mut [][..]
+        } else {
+            &mut self.tape.extra[slot * b * h..(slot + 1) * b * h]
+        };
+        let h_prev_m = MatRef::row_major(h_prev, b, hout, hout);
+        match s.cell {
+            CellKind::Rnn(nonlinearity) => {
+                gemm(
+                    T::ONE,
+                    h_prev_m,
+                    w.w_hh_t(&s, 0..1),
+                    T::ONE,
+                    MatMut::row_major(gates, b, gh, gh),
+                );
+                rnn_fwd_pointwise(
+                    arch,
+                    RnnFwdPointwise {
+                        gates: rows_mut(gates, b, gh),
+                        bias: w.bias,
+                        nonlinearity,
+                        h: rows_mut(h_next, b, hout),
+                    },
+                );
+            }
+            CellKind::Lstm => {
+                gemm(
+                    T::ONE,
+                    h_prev_m,
+                    w.w_hh_t(&s, 0..4),
+                    T::ONE,
+                    MatMut::row_major(gates, b, gh, gh),
+                );
+                let (c_prev, c_next) = read_write(self.tape.c, b * h, entry, exit);
+                // A projected LSTM keeps o*tanh(c) in `extra` and projects it into h.
+                let projected = s.proj > 0;
+                let m: &mut [T] = if projected { &mut *extra } else { &mut *h_next };
+                lstm_fwd_pointwise(
+                    arch,
+                    LstmFwdPointwise {
+                        gates: rows_mut(gates, b, gh),
+                        bias: w.bias,
+                        c_prev: rows(c_prev, b, h),
+                        c: rows_mut(c_next, b, h),
+                        h: rows_mut(m, b, h),
+                    },
+                );
+                if let (true, Some(w_hr)) = (projected, w.w_hr) {
+                    let w_hr_t = MatRef::new(w_hr, h, s.proj, 1, h);
+                    let m = MatRef::row_major(&*extra, b, h, h);
+                    gemm(
+                        T::ONE,
+                        m,
+                        w_hr_t,
+                        T::ZERO,
+                        MatMut::row_major(h_next, b, hout, hout),
+                    );
+                }
+            }
+            CellKind::Gru { reset_after: true } => {
+                let hidden = &mut self.scratch[..b * gh];
+                gemm(
+                    T::ONE,
+                    h_prev_m,
+                    w.w_hh_t(&s, 0..3),
+                    T::ZERO,
+                    MatMut::row_major(hidden, b, gh, gh),
+                );
+                gru_fwd_pointwise(
+                    arch,
+                    GruFwdPointwise {
+                        gates: rows_mut(gates, b, gh),
+                        hidden_gates: rows(hidden, b, gh),
+                        bias: w.bias,
+                        bias_hn: w.bias_hn,
+                        h_prev: rows(h_prev, b, h),
+                        hn: rows_mut(extra, b, h),
+                        h: rows_mut(h_next, b, h),
+                    },
+                );
+            }
+            CellKind::Gru { reset_after: false } => {
+                let (hidden_rz, rest) = self.scratch.split_at_mut(b * 2 * h);
+                let hidden_n = &mut rest[..b * h];
+                gemm(
+                    T::ONE,
+                    h_prev_m,
+                    w.w_hh_t(&s, 0..2),
+                    T::ZERO,
+                    MatMut::row_major(hidden_rz, b, 2 * h, 2 * h),
+                );
+                gru_fwd_pointwise_gates(
+                    arch,
+                    GruFwdPointwiseGates {
+                        gates: rows_mut(gates, b, gh),
+                        hidden_gates: rows(hidden_rz, b, 2 * h),
+                        bias: w.bias,
+                        h_prev: rows(h_prev, b, h),
+                        rh: rows_mut(extra, b, h),
+                    },
+                );
+                let rh = MatRef::row_major(&*extra, b, h, h);
+                gemm(
+                    T::ONE,
+                    rh,
+                    w.w_hh_t(&s, 2..3),
+                    T::ZERO,
+                    MatMut::row_major(hidden_n, b, h, h),
+                );
+                gru_fwd_pointwise_out(
+                    arch,
+                    GruFwdPointwiseOut {
+                        gates: rows_mut(gates, b, gh),
+                        hidden_n: rows(hidden_n, b, h),
+                        bias: w.bias,
+                        bias_hn: w.bias_hn,
+                        h_prev: rows(h_prev, b, h),
+                        h: rows_mut(h_next, b, h),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Padding steps leave a sequence's state as it was.
+    fn hold_padding(&mut self, t: usize, entry: usize, exit: usize) {
+        let s = self.spec;
+        if !self.masks.any_inactive(t) {
+            return;
+        }
+        let (b, hout, h) = (s.batch, s.hout, s.hidden);
+        let (h_prev, h_next) = read_write(self.tape.h, b * hout, entry, exit);
+        let (mut h_next, h_prev) = (
+            RowsMut::contiguous(h_next, b, hout),
+            Rows::contiguous(h_prev, b, hout),
+        );
+        for r in (0..b).filter(|&r| !self.masks.active(t, r)) {
+            h_next.row_mut(r).copy_from_slice(h_prev.row(r));
+        }
+        if s.cell.has_cell_state() {
+            let (c_prev, c_next) = read_write(self.tape.c, b * h, entry, exit);
+            for r in (0..b).filter(|&r| !self.masks.active(t, r)) {
+                c_next[r * h..(r + 1) * h].copy_from_slice(&c_prev[r * h..(r + 1) * h]);
+            }
+        }
+    }
+
+    /// Step `t`'s outputs: the new h, or zeros at padding.
+    fn write_outputs(&mut self, t: usize, exit: usize) {
+        let (b, hout) = (self.spec.batch, self.spec.hout);
+        let h_next = &self.tape.h[exit * b * hout..(exit + 1) * b * hout];
+        for r in 0..b {
+            let out = self.y.row_mut(t, r);
+            if self.masks.active(t, r) {
+                out.copy_from_slice(&h_next[r * hout..(r + 1) * hout]);
+            } else {
+                out.fill(T::ZERO);
+            }
+        }
+    }
+}

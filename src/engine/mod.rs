@@ -1,0 +1,249 @@
+//! The time loops: one layer and direction forward ([`forward`]) and backward
+//! ([`backward`]), and the module-level drivers over layers and directions ([`driver`]).
+//!
+//! Forward, per direction: one GEMM projects the inputs of all steps onto the gates; then
+//! each step runs the recurrent GEMM and one fused pointwise pass (two for a reset-before
+//! GRU, which needs a second product in between). Backward, per step: the pointwise pass
+//! gives the gate gradients, a GEMM carries dL/dh to the previous step; after the loop the
+//! weight gradients are single GEMMs over all steps. Nothing is allocated inside the loops.
+
+pub(crate) mod backward;
+pub(crate) mod driver;
+pub(crate) mod forward;
+
+use fused_rnn_kernels::{CellKind, Float, MatRef, Rows, RowsMut};
+
+/// One layer and direction's shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DirSpec {
+    pub cell: CellKind,
+    /// This layer's input width.
+    pub input: usize,
+    pub hidden: usize,
+    /// Width of h: P when projected, else H.
+    pub hout: usize,
+    pub proj: usize,
+    pub reverse: bool,
+    pub steps: usize,
+    pub batch: usize,
+}
+
+impl DirSpec {
+    pub fn gh(&self) -> usize {
+        self.cell.gates() * self.hidden
+    }
+    /// The time index processed at loop iteration `k`.
+    pub fn time(&self, k: usize) -> usize {
+        if self.reverse { self.steps - 1 - k } else { k }
+    }
+    /// The state position entering step `t` (see [`crate::layout`]).
+    pub fn entry(&self, t: usize) -> usize {
+        if self.reverse { t + 1 } else { t }
+    }
+    /// The state position leaving step `t`.
+    pub fn exit(&self, t: usize) -> usize {
+        if self.reverse { t } else { t + 1 }
+    }
+    /// The position of the initial state.
+    pub fn initial(&self) -> usize {
+        if self.reverse { self.steps } else { 0 }
+    }
+    /// The position of the final state.
+    pub fn last(&self) -> usize {
+        if self.reverse { 0 } else { self.steps }
+    }
+}
+
+/// One layer and direction's weights, with the biases combined as the kernels take them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DirWeights<'a, T> {
+    /// `[G*H, I]`.
+    pub w_ih: &'a [T],
+    /// `[G*H, Hout]`.
+    pub w_hh: &'a [T],
+    /// `[P, H]`.
+    pub w_hr: Option<&'a [T]>,
+    /// `[G*H]`: `b_ih + b_hh`, except GRU's n block, which holds `b_in` alone.
+    pub bias: &'a [T],
+    /// `[H]`: GRU's `b_hn` (zeros otherwise).
+    pub bias_hn: &'a [T],
+}
+
+impl<'a, T: Float> DirWeights<'a, T> {
+    /// `W_ih^T`, `[I, G*H]`.
+    pub fn w_ih_t(&self, s: &DirSpec) -> MatRef<'a, T> {
+        MatRef::new(self.w_ih, s.input, s.gh(), 1, s.input)
+    }
+    /// Rows `gate_start*H .. gate_end*H` of `W_hh`, transposed: `[Hout, n*H]`.
+    pub fn w_hh_t(&self, s: &DirSpec, gates: std::ops::Range<usize>) -> MatRef<'a, T> {
+        let rows = gates.start * s.hidden..gates.end * s.hidden;
+        MatRef::new(
+            &self.w_hh[rows.start * s.hout..],
+            s.hout,
+            rows.len(),
+            1,
+            s.hout,
+        )
+    }
+    /// Rows `gates` of `W_hh` as they are: `[n*H, Hout]` (for dL/dh = dG W_hh).
+    pub fn w_hh_rows(&self, s: &DirSpec, gates: std::ops::Range<usize>) -> MatRef<'a, T> {
+        let rows = gates.start * s.hidden..gates.end * s.hidden;
+        MatRef::row_major(
+            &self.w_hh[rows.start * s.hout..],
+            rows.len(),
+            s.hout,
+            s.hout,
+        )
+    }
+    /// Rows `gates` of `W_ih` as they are: `[n*H, I]` (for dL/dx = dG W_ih).
+    pub fn w_ih_rows(&self, s: &DirSpec, gates: std::ops::Range<usize>) -> MatRef<'a, T> {
+        let rows = gates.start * s.hidden..gates.end * s.hidden;
+        MatRef::row_major(
+            &self.w_ih[rows.start * s.input..],
+            rows.len(),
+            s.input,
+            s.input,
+        )
+    }
+}
+
+/// Writes the kernels' bias vectors (see [`DirWeights::bias`]) into `bias` and `bias_hn`.
+pub(crate) fn combine_biases<T: Float>(
+    cell: CellKind,
+    b_ih: Option<&[T]>,
+    b_hh: Option<&[T]>,
+    bias: &mut [T],
+    bias_hn: &mut [T],
+) {
+    bias.fill(T::ZERO);
+    bias_hn.fill(T::ZERO);
+    let (Some(b_ih), Some(b_hh)) = (b_ih, b_hh) else {
+        return;
+    };
+    let h = bias_hn.len();
+    for (j, out) in bias.iter_mut().enumerate() {
+        let n_block = matches!(cell, CellKind::Gru { .. }) && j >= 2 * h;
+        *out = if n_block { b_ih[j] } else { b_ih[j] + b_hh[j] };
+    }
+    if let CellKind::Gru { .. } = cell {
+        bias_hn.copy_from_slice(&b_hh[2 * h..3 * h]);
+    }
+}
+
+/// Per-sequence lengths and resets of a call.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Masks<'a> {
+    pub lengths: Option<&'a [usize]>,
+    pub resets: Option<&'a [bool]>,
+}
+
+impl Masks<'_> {
+    /// Whether sequence `b` is at a real (not padding) step `t`.
+    pub fn active(&self, t: usize, b: usize) -> bool {
+        self.lengths.is_none_or(|l| t < l[b])
+    }
+    /// Whether any sequence is padding at step `t`.
+    pub fn any_inactive(&self, t: usize) -> bool {
+        self.lengths.is_some_and(|l| l.iter().any(|&len| t >= len))
+    }
+    /// Whether sequence `b` enters step `t` from the initial state by a reset (see
+    /// [`crate::Input::resets`]).
+    pub fn reset_at_entry(&self, s: &DirSpec, t: usize, b: usize) -> bool {
+        let Some(resets) = self.resets else {
+            return false;
+        };
+        let marked = if s.reverse {
+            t + 1 < s.steps && resets[(t + 1) * s.batch + b]
+        } else {
+            resets[t * s.batch + b]
+        };
+        marked && self.active(t, b)
+    }
+}
+
+/// A `[T][B][width]` window of a sequence buffer with any step and batch strides and a
+/// column offset: time-major, batch-major, and one direction's half of a bidirectional
+/// output are all such windows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SeqView<'a, T> {
+    pub data: &'a [T],
+    pub batch: usize,
+    pub width: usize,
+    pub step_stride: usize,
+    pub batch_stride: usize,
+    pub offset: usize,
+}
+
+impl<'a, T> SeqView<'a, T> {
+    /// Step `t`'s B rows.
+    pub fn rows(&self, t: usize) -> Rows<'a, T> {
+        if self.batch == 0 || self.width == 0 {
+            return Rows::new(&self.data[..0], self.batch, self.width, self.batch_stride);
+        }
+        Rows::new(
+            &self.data[self.offset + t * self.step_stride..],
+            self.batch,
+            self.width,
+            self.batch_stride,
+        )
+    }
+}
+
+/// The mutable twin of [`SeqView`].
+#[derive(Debug)]
+pub(crate) struct SeqViewMut<'a, T> {
+    pub data: &'a mut [T],
+    pub width: usize,
+    pub step_stride: usize,
+    pub batch_stride: usize,
+    pub offset: usize,
+}
+
+impl<T> SeqViewMut<'_, T> {
+    /// Step `t`, sequence `b`.
+    pub fn row_mut(&mut self, t: usize, b: usize) -> &mut [T] {
+        let start = self.offset + t * self.step_stride + b * self.batch_stride;
+        &mut self.data[start..start + self.width]
+    }
+}
+
+/// Strides of a `[T][B][full]` (time-major) or `[B][T][full]` (batch-major) buffer.
+pub(crate) fn seq_strides(
+    batch_major: bool,
+    steps: usize,
+    batch: usize,
+    full: usize,
+) -> (usize, usize) {
+    if batch_major {
+        (full, steps * full)
+    } else {
+        (batch * full, full)
+    }
+}
+
+/// Positions `read` and `write` of a `[positions][len]` buffer, one shared and one mutable.
+pub(crate) fn read_write<T>(
+    buf: &mut [T],
+    len: usize,
+    read: usize,
+    write: usize,
+) -> (&[T], &mut [T]) {
+    debug_assert_ne!(read, write);
+    if read < write {
+        let (lo, hi) = buf.split_at_mut(write * len);
+        (&lo[read * len..(read + 1) * len], &mut hi[..len])
+    } else {
+        let (lo, hi) = buf.split_at_mut(read * len);
+        (&hi[..len], &mut lo[write * len..(write + 1) * len])
+    }
+}
+
+/// `RowsMut` over `rows` packed rows of `cols`.
+pub(crate) fn rows_mut<T>(data: &mut [T], rows: usize, cols: usize) -> RowsMut<'_, T> {
+    RowsMut::contiguous(data, rows, cols)
+}
+
+/// `Rows` over `rows` packed rows of `cols`.
+pub(crate) fn rows<T>(data: &[T], rows: usize, cols: usize) -> Rows<'_, T> {
+    Rows::contiguous(data, rows, cols)
+}
