@@ -57,6 +57,7 @@ pub mod buffers;
 pub mod config;
 mod engine;
 pub mod error;
+pub mod gradcheck;
 pub mod input;
 pub mod layout;
 pub mod params;

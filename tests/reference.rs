@@ -9,7 +9,7 @@ use common::{Case, compare, config_and_shape, run_ours, run_reference};
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(160))]
+    #![proptest_config(fused_rnn_kernels::testing::cases(160))]
 
     #[test]
     fn module_matches_reference(

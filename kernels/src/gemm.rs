@@ -374,7 +374,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(96))]
+        #![proptest_config(crate::testing::cases(96))]
 
         #[test]
         fn matches_reference(m in size(), k in size(), n in size(), flags in any::<[bool; 3]>(),

@@ -15,11 +15,12 @@
 //!
 //! | function | max relative error (results >= `MIN_POSITIVE`) | max absolute error |
 //! |----------|-------------------------------------------------|--------------------|
-//! | exp      | 1.19e-7 (1 ulp), worst at x = 3.45e-4           | (relative only)    |
-//! | sigmoid  | 1.88e-7, worst at x = -16.65                     | 8.9e-8             |
-//! | tanh     | 1.45e-7, worst at x = 0.631                      | 8.1e-8             |
+//! | exp      | 1.191e-7 (1 ulp), worst at x = 3.45e-4          | (relative only)    |
+//! | sigmoid  | 1.921e-7, worst at x = -16.65                    | 8.9e-8             |
+//! | tanh     | 1.449e-7, worst at x = 0.625                     | 8.1e-8             |
 //!
-//! The same on AVX-512, AVX2 and scalar. The test holds them to 1.3e-7, 2.0e-7 and 1.6e-7
+//! Measured over all 4,278,190,080 finite f32 inputs on AVX-512 (every 7th on AVX2 and
+//! scalar: the same figures to three digits). The test holds them to 1.3e-7, 2.0e-7 and 1.6e-7
 //! (absolute 1e-7). In f64 the functions are within 6e-16 relative of std (tested on a sample
 //! that covers both tanh branches and the ends of exp's range).
 //!

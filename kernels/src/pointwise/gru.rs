@@ -776,7 +776,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(crate::testing::cases(64))]
 
         #[test]
         fn reset_after_matches_reference(case in case()) {

@@ -344,7 +344,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(crate::testing::cases(64))]
 
         #[test]
         fn fwd_matches_reference(case in fwd_case()) {
