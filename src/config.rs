@@ -131,9 +131,9 @@ impl Config {
     }
     /// For a GRU, where the reset gate acts.
     ///
-    /// * `true` (default): after the recurrent product, `n = tanh(W_in x + b_in + r * (W_hn h
-    ///   + b_hn))`, as PyTorch, cuDNN and ONNX with `linear_before_reset=1` compute it; one
-    ///   recurrent product per step.
+    /// * `true` (default): after the recurrent product,
+    ///   `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`, as PyTorch, cuDNN and ONNX with
+    ///   `linear_before_reset=1` compute it; one recurrent product per step.
     /// * `false`: before it, `n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)`, the form of Cho
     ///   et al., "Learning Phrase Representations using RNN Encoder-Decoder" (2014,
     ///   <https://arxiv.org/abs/1406.1078>), Keras `reset_after=False` and the ONNX default;

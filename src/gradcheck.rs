@@ -63,7 +63,11 @@ pub struct Variable {
 impl Variable {
     /// A variable; `grad` must be as long as `value`.
     pub fn new(name: impl Into<String>, value: Vec<f64>, grad: Vec<f64>) -> Self {
-        Variable { name: name.into(), value, grad }
+        Variable {
+            name: name.into(),
+            value,
+            grad,
+        }
     }
 }
 
@@ -84,7 +88,12 @@ pub struct GradCheck {
 
 impl Default for GradCheck {
     fn default() -> Self {
-        GradCheck { step: 1e-4, floor: 1e-5, max_per_variable: None, seed: 0 }
+        GradCheck {
+            step: 1e-4,
+            floor: 1e-5,
+            max_per_variable: None,
+            seed: 0,
+        }
     }
 }
 
@@ -116,9 +125,17 @@ pub struct GradReport {
 
 impl fmt::Display for GradReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} elements checked, max relative error {:.3e}", self.checked, self.max_rel_error)?;
+        write!(
+            f,
+            "{} elements checked, max relative error {:.3e}",
+            self.checked, self.max_rel_error
+        )?;
         if let Some(w) = &self.worst {
-            write!(f, " at {}[{}] (analytic {:e}, numeric {:e})", w.name, w.index, w.analytic, w.numeric)?;
+            write!(
+                f,
+                " at {}[{}] (analytic {:e}, numeric {:e})",
+                w.name, w.index, w.analytic, w.numeric
+            )?;
         }
         Ok(())
     }
@@ -129,12 +146,21 @@ impl fmt::Display for GradReport {
 ///
 /// # Panics
 /// If a variable's `grad` and `value` differ in length.
-pub fn gradcheck(vars: &mut [Variable], mut loss: impl FnMut(&[Variable]) -> f64, opts: &GradCheck) -> GradReport {
+pub fn gradcheck(
+    vars: &mut [Variable],
+    mut loss: impl FnMut(&[Variable]) -> f64,
+    opts: &GradCheck,
+) -> GradReport {
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut report = GradReport::default();
     let h = opts.step;
     for vi in 0..vars.len() {
-        assert_eq!(vars[vi].value.len(), vars[vi].grad.len(), "{}: value and grad lengths differ", vars[vi].name);
+        assert_eq!(
+            vars[vi].value.len(),
+            vars[vi].grad.len(),
+            "{}: value and grad lengths differ",
+            vars[vi].name
+        );
         let n = vars[vi].value.len();
         let indices: Vec<usize> = match opts.max_per_variable {
             Some(k) if k < n => sample(&mut rng, n, k).into_vec(),
@@ -146,7 +172,9 @@ pub fn gradcheck(vars: &mut [Variable], mut loss: impl FnMut(&[Variable]) -> f64
                 vars[vi].value[j] = x0 + delta;
                 loss(vars)
             };
-            let numeric = (-at(2.0 * h, vars) + 8.0 * at(h, vars) - 8.0 * at(-h, vars) + at(-2.0 * h, vars)) / (12.0 * h);
+            let numeric = (-at(2.0 * h, vars) + 8.0 * at(h, vars) - 8.0 * at(-h, vars)
+                + at(-2.0 * h, vars))
+                / (12.0 * h);
             vars[vi].value[j] = x0;
             let analytic = vars[vi].grad[j];
             let scale = analytic.abs().max(numeric.abs()).max(opts.floor);
@@ -158,7 +186,13 @@ pub fn gradcheck(vars: &mut [Variable], mut loss: impl FnMut(&[Variable]) -> f64
             report.checked += 1;
             if rel > report.max_rel_error || report.worst.is_none() {
                 report.max_rel_error = report.max_rel_error.max(rel);
-                report.worst = Some(Mismatch { name: vars[vi].name.clone(), index: j, analytic, numeric, rel_error: rel });
+                report.worst = Some(Mismatch {
+                    name: vars[vi].name.clone(),
+                    index: j,
+                    analytic,
+                    numeric,
+                    rel_error: rel,
+                });
             }
         }
     }
@@ -178,20 +212,35 @@ pub fn check_recurrent(
 ) -> Result<GradReport, Error> {
     let mut rng = StdRng::seed_from_u64(opts.seed ^ 0x5EED);
     let out_len = input.shape.steps * input.shape.batch * module.config().output_size();
-    let mut weights = |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
-    let (r_y, r_h, r_c) = (weights(out_len), weights(initial.h.len()), weights(initial.c.len()));
+    let mut weights =
+        |n: usize| -> Vec<f64> { (0..n).map(|_| rng.random_range(-1.0..1.0)).collect() };
+    let (r_y, r_h, r_c) = (
+        weights(out_len),
+        weights(initial.h.len()),
+        weights(initial.c.len()),
+    );
     let dot = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
 
     // Analytic gradients. The loss below replays the same dropout masks (same seed).
     let dropout_seed = opts.seed;
-    let (mut ws, mut reserve) = (Workspace::new(), Reserve::new().with_dropout_seed(dropout_seed));
+    let (mut ws, mut reserve) = (
+        Workspace::new(),
+        Reserve::new().with_dropout_seed(dropout_seed),
+    );
     let mut state = initial.clone();
     let mut y = vec![0.0; out_len];
     module.forward_train(input, &mut state, &mut y, &mut reserve, &mut ws)?;
-    let mut d_state = State { h: r_h.clone(), c: r_c.clone() };
+    let mut d_state = State {
+        h: r_h.clone(),
+        c: r_c.clone(),
+    };
     let mut grads = module.zero_grads();
     let mut dx = vec![0.0; input.x.len()];
-    let out = Backward { d_state: &mut d_state, dx: Some(&mut dx), grads: &mut grads };
+    let out = Backward {
+        d_state: &mut d_state,
+        dx: Some(&mut dx),
+        grads: &mut grads,
+    };
     module.backward(input, &r_y, &reserve, out, &mut ws)?;
 
     let mut vars: Vec<Variable> = module
@@ -217,12 +266,16 @@ pub fn check_recurrent(
             let x = &v[n_params].value;
             let mut state = State {
                 h: v[n_params + 1].value.clone(),
-                c: v.get(n_params + 2).map(|c| c.value.clone()).unwrap_or_default(),
+                c: v.get(n_params + 2)
+                    .map(|c| c.value.clone())
+                    .unwrap_or_default(),
             };
             let mut y = vec![0.0; out_len];
             let at = Input { x, ..input };
             reserve.dropout_seed = dropout_seed;
-            probe.forward_train(at, &mut state, &mut y, &mut reserve, &mut ws).expect("checked above");
+            probe
+                .forward_train(at, &mut state, &mut y, &mut reserve, &mut ws)
+                .expect("checked above");
             dot(&y, &r_y) + dot(&state.h, &r_h) + dot(&state.c, &r_c)
         },
         opts,

@@ -72,3 +72,8 @@ pub use input::{Input, SeqShape};
 pub use params::{Grads, Params, Tensor};
 pub use recurrent::{Backward, Recurrent};
 pub use state::State;
+
+/// The README's code, compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

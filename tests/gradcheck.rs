@@ -5,14 +5,25 @@ mod common;
 
 use fused_rnn::gradcheck::{GradCheck, Variable, check_recurrent, gradcheck};
 use fused_rnn::{CellKind, Config, Input, Nonlinearity, Recurrent, SeqShape, State};
-use fused_rnn_kernels::reference::seq::{SeqOptions, SeqParams, SeqSpec, seq_backward, seq_forward};
+use fused_rnn_kernels::reference::seq::{
+    SeqOptions, SeqParams, SeqSpec, seq_backward, seq_forward,
+};
 use fused_rnn_kernels::testing::SplitMix;
 
 const TOLERANCE: f64 = 1e-6;
 
 /// Checks one module configuration at a random point drawn from `seed`.
 fn check(config: Config, shape: SeqShape, seed: u64, lengths: bool, resets: bool) {
-    check_with(config, shape, lengths, resets, GradCheck { seed, ..GradCheck::default() });
+    check_with(
+        config,
+        shape,
+        lengths,
+        resets,
+        GradCheck {
+            seed,
+            ..GradCheck::default()
+        },
+    );
 }
 
 fn check_with(config: Config, shape: SeqShape, lengths: bool, resets: bool, opts: GradCheck) {
@@ -26,31 +37,53 @@ fn check_with(config: Config, shape: SeqShape, lengths: bool, resets: bool, opts
     if let Some(r) = &case.resets {
         input = input.with_resets(r);
     }
-    let state = State { h: case.h0.clone(), c: case.c0.clone() };
+    let state = State {
+        h: case.h0.clone(),
+        c: case.c0.clone(),
+    };
     let report = check_recurrent(&module, input, &state, &opts).expect("runs");
     let n_params = case.params.num_elements();
     assert!(report.checked >= n_params + case.x.len(), "{report}");
-    assert!(report.max_rel_error <= TOLERANCE, "{} {config:?}: {report}", config.cell.name());
+    assert!(
+        report.max_rel_error <= TOLERANCE,
+        "{} {config:?}: {report}",
+        config.cell.name()
+    );
 }
 
 #[test]
 fn every_cell_single_layer() {
     for (i, cell) in CellKind::ALL.into_iter().enumerate() {
-        check(Config::lstm(5, 7).with_cell(cell), SeqShape::new(6, 3), 100 + i as u64, false, false);
+        check(
+            Config::lstm(5, 7).with_cell(cell),
+            SeqShape::new(6, 3),
+            100 + i as u64,
+            false,
+            false,
+        );
     }
 }
 
 #[test]
 fn every_cell_without_bias() {
     for (i, cell) in CellKind::ALL.into_iter().enumerate() {
-        check(Config::lstm(3, 4).with_cell(cell).with_bias(false), SeqShape::new(4, 2), 200 + i as u64, false, false);
+        check(
+            Config::lstm(3, 4).with_cell(cell).with_bias(false),
+            SeqShape::new(4, 2),
+            200 + i as u64,
+            false,
+            false,
+        );
     }
 }
 
 #[test]
 fn every_cell_stacked_bidirectional() {
     for (i, cell) in CellKind::ALL.into_iter().enumerate() {
-        let config = Config::lstm(3, 4).with_cell(cell).with_layers(2).with_bidirectional(true);
+        let config = Config::lstm(3, 4)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_bidirectional(true);
         check(config, SeqShape::new(4, 2), 300 + i as u64, false, false);
     }
 }
@@ -65,14 +98,20 @@ fn every_cell_with_lengths_and_resets() {
 
 #[test]
 fn projected_lstm() {
-    let config = Config::lstm(4, 6).with_proj_size(3).with_layers(2).with_bidirectional(true);
+    let config = Config::lstm(4, 6)
+        .with_proj_size(3)
+        .with_layers(2)
+        .with_bidirectional(true);
     check(config, SeqShape::new(4, 2), 500, true, false);
 }
 
 #[test]
 fn batch_major_with_dropout() {
     // Dropout masks are replayed by seed, so the loss stays a smooth function.
-    let config = Config::gru(3, 5).with_layers(3).with_dropout(0.4).with_layout(fused_rnn::SeqLayout::BatchMajor);
+    let config = Config::gru(3, 5)
+        .with_layers(3)
+        .with_dropout(0.4)
+        .with_layout(fused_rnn::SeqLayout::BatchMajor);
     check(config, SeqShape::new(4, 2), 600, false, false);
 }
 
@@ -80,7 +119,11 @@ fn batch_major_with_dropout() {
 fn report_finds_a_wrong_gradient() {
     let mut vars = vec![Variable::new("w", vec![0.5, 2.0], vec![1.0, 3.9])];
     // L = w0 + w1^2: dL/dw1 = 4, not 3.9.
-    let report = gradcheck(&mut vars, |v| v[0].value[0] + v[0].value[1].powi(2), &GradCheck::default());
+    let report = gradcheck(
+        &mut vars,
+        |v| v[0].value[0] + v[0].value[1].powi(2),
+        &GradCheck::default(),
+    );
     let worst = report.worst.clone().expect("checked");
     assert_eq!((worst.name.as_str(), worst.index), ("w", 1));
     assert!((report.max_rel_error - 0.025).abs() < 1e-9, "{report}");
@@ -93,7 +136,14 @@ fn reference_backward_matches_finite_differences() {
     for (i, cell) in CellKind::ALL.into_iter().enumerate() {
         for reverse in [false, true] {
             let proj = if cell == CellKind::Lstm { 2 } else { 0 };
-            let spec = SeqSpec { cell, input_size: 3, hidden_size: 4, proj_size: proj, steps: 5, batch: 2 };
+            let spec = SeqSpec {
+                cell,
+                input_size: 3,
+                hidden_size: 4,
+                proj_size: proj,
+                steps: 5,
+                batch: 2,
+            };
             let (g, h, ho) = (cell.gates(), 4, spec.out_size());
             let mut rng = SplitMix::new(700 + i as u64);
             let params = SeqParams {
@@ -105,18 +155,38 @@ fn reference_backward_matches_finite_differences() {
             };
             let x = rng.vec(5 * 2 * 3, 1.0);
             let h0 = rng.vec(2 * ho, 0.5);
-            let c0 = if cell.has_cell_state() { rng.vec(2 * h, 0.5) } else { vec![] };
-            let (r_y, r_h, r_c) = (rng.vec(5 * 2 * ho, 1.0), rng.vec(2 * ho, 1.0), rng.vec(c0.len(), 1.0));
+            let c0 = if cell.has_cell_state() {
+                rng.vec(2 * h, 0.5)
+            } else {
+                vec![]
+            };
+            let (r_y, r_h, r_c) = (
+                rng.vec(5 * 2 * ho, 1.0),
+                rng.vec(2 * ho, 1.0),
+                rng.vec(c0.len(), 1.0),
+            );
             let lengths = [5, 3];
             let resets: Vec<bool> = (0..10).map(|k| k == 4).collect();
-            let opts = SeqOptions { lengths: Some(&lengths), resets: Some(&resets), reverse };
+            let opts = SeqOptions {
+                lengths: Some(&lengths),
+                resets: Some(&resets),
+                reverse,
+            };
             let fwd = seq_forward(&spec, &params, &x, &h0, &c0, opts);
             let gr = seq_backward(&spec, &params, &x, &fwd, &r_y, &r_h, &r_c, opts);
             let mut vars = vec![
                 Variable::new("w_ih", params.w_ih.clone(), gr.w_ih.clone()),
                 Variable::new("w_hh", params.w_hh.clone(), gr.w_hh.clone()),
-                Variable::new("b_ih", params.b_ih.clone().unwrap(), gr.b_ih.clone().unwrap()),
-                Variable::new("b_hh", params.b_hh.clone().unwrap(), gr.b_hh.clone().unwrap()),
+                Variable::new(
+                    "b_ih",
+                    params.b_ih.clone().unwrap(),
+                    gr.b_ih.clone().unwrap(),
+                ),
+                Variable::new(
+                    "b_hh",
+                    params.b_hh.clone().unwrap(),
+                    gr.b_hh.clone().unwrap(),
+                ),
                 Variable::new("x", x.clone(), gr.dx.clone()),
                 Variable::new("h0", h0.clone(), gr.dh0.clone()),
                 Variable::new("c0", c0.clone(), gr.dc0.clone()),
@@ -140,7 +210,11 @@ fn reference_backward_matches_finite_differences() {
                 },
                 &GradCheck::default(),
             );
-            assert!(report.max_rel_error <= TOLERANCE, "{} reverse={reverse}: {report}", cell.name());
+            assert!(
+                report.max_rel_error <= TOLERANCE,
+                "{} reverse={reverse}: {report}",
+                cell.name()
+            );
         }
     }
 }
@@ -150,7 +224,13 @@ fn reference_backward_matches_finite_differences() {
 /// narrow (the fourth-order difference is still good to ~1e-9 in f64 there).
 #[test]
 fn relu_rnn_many_layers() {
-    let config = Config::rnn(4, 6).with_nonlinearity(Nonlinearity::Relu).with_layers(3);
-    let opts = GradCheck { seed: 800, step: 1e-6, ..GradCheck::default() };
+    let config = Config::rnn(4, 6)
+        .with_nonlinearity(Nonlinearity::Relu)
+        .with_layers(3);
+    let opts = GradCheck {
+        seed: 800,
+        step: 1e-6,
+        ..GradCheck::default()
+    };
     check_with(config, SeqShape::new(5, 2), false, false, opts);
 }

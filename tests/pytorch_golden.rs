@@ -7,14 +7,21 @@
 //! batch-first and truncated-BPTT windows. Weights and inputs are `0.5 * sin(0.37 k + c)`
 //! patterns, so the script needs no random state.
 
-use fused_rnn::{Backward, CellKind, Config, Input, Nonlinearity, Params, Recurrent, Reserve, SeqLayout, SeqShape, State, Workspace};
+use fused_rnn::{
+    Backward, CellKind, Config, Input, Nonlinearity, Params, Recurrent, Reserve, SeqLayout,
+    SeqShape, State, Workspace,
+};
 use fused_rnn_kernels::testing::assert_close;
 use serde_json::Value;
 
 const TOL: (f64, f64) = (1e-12, 1e-10);
 
 fn nums(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 fn usize_of(v: &Value) -> usize {
@@ -29,21 +36,37 @@ fn config_of(case: &Value) -> Config {
         "rnn_relu" => CellKind::Rnn(Nonlinearity::Relu),
         other => panic!("unknown cell {other}"),
     };
-    let layout = if case["batch_first"].as_bool().expect("bool") { SeqLayout::BatchMajor } else { SeqLayout::TimeMajor };
-    Config::lstm(usize_of(&case["input_size"]), usize_of(&case["hidden_size"]))
-        .with_cell(cell)
-        .with_layers(usize_of(&case["num_layers"]))
-        .with_bidirectional(case["bidirectional"].as_bool().expect("bool"))
-        .with_bias(case["bias"].as_bool().expect("bool"))
-        .with_proj_size(usize_of(&case["proj_size"]))
-        .with_layout(layout)
+    let layout = if case["batch_first"].as_bool().expect("bool") {
+        SeqLayout::BatchMajor
+    } else {
+        SeqLayout::TimeMajor
+    };
+    Config::lstm(
+        usize_of(&case["input_size"]),
+        usize_of(&case["hidden_size"]),
+    )
+    .with_cell(cell)
+    .with_layers(usize_of(&case["num_layers"]))
+    .with_bidirectional(case["bidirectional"].as_bool().expect("bool"))
+    .with_bias(case["bias"].as_bool().expect("bool"))
+    .with_proj_size(usize_of(&case["proj_size"]))
+    .with_layout(layout)
 }
 
 fn params_of(case: &Value, config: &Config) -> Params<f64> {
-    let tensors = case["params"].as_object().expect("params").iter().map(|(name, t)| {
-        let shape = t["shape"].as_array().expect("shape").iter().map(usize_of).collect();
-        (name.clone(), shape, nums(&t["data"]))
-    });
+    let tensors = case["params"]
+        .as_object()
+        .expect("params")
+        .iter()
+        .map(|(name, t)| {
+            let shape = t["shape"]
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(usize_of)
+                .collect();
+            (name.clone(), shape, nums(&t["data"]))
+        });
     Params::from_named(config, tensors).expect("PyTorch's state_dict loads as it is")
 }
 
@@ -54,10 +77,17 @@ fn check_case(case: &Value) {
     let module = Recurrent::new(config.clone(), params_of(case, &config)).expect("module");
     let (steps, batch) = (usize_of(&case["steps"]), usize_of(&case["batch"]));
     let (i, out) = (config.input_size, config.output_size());
-    let lengths: Option<Vec<usize>> = case["lengths"].as_array().map(|l| l.iter().map(usize_of).collect());
-    let windows: Vec<usize> = case["windows"].as_array().map_or(vec![steps], |w| w.iter().map(usize_of).collect());
+    let lengths: Option<Vec<usize>> = case["lengths"]
+        .as_array()
+        .map(|l| l.iter().map(usize_of).collect());
+    let windows: Vec<usize> = case["windows"]
+        .as_array()
+        .map_or(vec![steps], |w| w.iter().map(usize_of).collect());
     let (x, r) = (nums(&case["x"]), nums(&case["R"]));
-    let mut state = State { h: nums(&case["h0"]), c: nums(&case["c0"]) };
+    let mut state = State {
+        h: nums(&case["h0"]),
+        c: nums(&case["c0"]),
+    };
     let (mut y, mut dx) = (vec![f64::NAN; x.len() / i * out], vec![f64::NAN; x.len()]);
     let mut grads = module.zero_grads();
     let (mut reserve, mut ws) = (Reserve::new(), Workspace::new());
@@ -72,17 +102,28 @@ fn check_case(case: &Value) {
             input = input.with_lengths(l);
         }
         let ys = &mut y[start * batch * out..(start + w) * batch * out];
-        module.forward_train(input, &mut state, ys, &mut reserve, &mut ws).expect("forward_train");
+        module
+            .forward_train(input, &mut state, ys, &mut reserve, &mut ws)
+            .expect("forward_train");
         let last = k + 1 == windows.len();
         let mut d_state = if last {
-            State { h: nums(&case["Rh"]), c: nums(&case["Rc"]) }
+            State {
+                h: nums(&case["Rh"]),
+                c: nums(&case["Rc"]),
+            }
         } else {
             module.zero_state(batch)
         };
         let dy = &r[start * batch * out..(start + w) * batch * out];
         let dxs = &mut dx[start * batch * i..(start + w) * batch * i];
-        let bwd = Backward { d_state: &mut d_state, dx: Some(dxs), grads: &mut grads };
-        module.backward(input, dy, &reserve, bwd, &mut ws).expect("backward");
+        let bwd = Backward {
+            d_state: &mut d_state,
+            dx: Some(dxs),
+            grads: &mut grads,
+        };
+        module
+            .backward(input, dy, &reserve, bwd, &mut ws)
+            .expect("backward");
         d_initial.get_or_insert(d_state);
         start += w;
     }

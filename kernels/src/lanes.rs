@@ -2,8 +2,15 @@
 //!
 //! A `Lanes<S, T>` is a zero-sized handle on instruction set `S` for element type `T`; its
 //! methods read like the equations (`l.mul_add(f, c_prev, l.mul(i, g))`), and
-//! [`Lanes::map`] walks any number of equally long rows register by register, finishing with
-//! a partial register, so a kernel body is written once for the main loop and the tail.
+//! [`lane_map!`](crate::lane_map) walks any number of equally long rows register by
+//! register, finishing with a partial register, so a kernel body is written once for the main
+//! loop and the tail.
+//!
+//! Why a macro and not a method taking a closure: pulp runs the kernel inside a function
+//! compiled for the instruction set, and only code inlined into it gets those instructions.
+//! A closure body is a function of its own that LLVM may keep out of line (large bodies are),
+//! and then every intrinsic in it becomes a call. The macro pastes the body in place, and
+//! everything it calls is `#[inline(always)]`.
 
 use core::marker::PhantomData;
 
@@ -138,50 +145,134 @@ impl<S: Simd, T: Float> Lanes<S, T> {
         );
         T::v_select(self.simd, tiny, self.zero(), x)
     }
+}
 
-    /// Walks `ins` and `outs` (all of one length) a register at a time and stores
-    /// `f(inputs, current outputs)` into `outs`; the last partial register is handled by the
-    /// same `f` through zero-padded loads and partial stores.
+/// A row split into whole registers and a scalar tail.
+pub type RegsAndTail<'a, S, T> = (&'a mut [V<S, T>], &'a mut [T]);
+
+/// Rows split into whole registers and a scalar tail, `I` inputs and `O` outputs, for
+/// [`lane_map!`](crate::lane_map).
+pub struct Split<'a, S: Simd, T: Float, const I: usize, const O: usize> {
+    /// Input registers, each slice `full` long.
+    pub ins: [&'a [V<S, T>]; I],
+    /// Input tails.
+    pub in_tails: [&'a [T]; I],
+    /// Output registers and tails.
+    pub outs: [RegsAndTail<'a, S, T>; O],
+    /// Whole registers per row.
+    pub full: usize,
+}
+
+impl<'a, S: Simd, T: Float, const I: usize, const O: usize> Split<'a, S, T, I, O> {
+    /// Splits rows of one length.
     ///
     /// # Panics
-    /// If the slices differ in length.
+    /// If the rows differ in length.
     #[inline(always)]
-    pub fn map<const I: usize, const O: usize>(
-        self,
-        ins: [&[T]; I],
-        outs: [&mut [T]; O],
-        f: impl Fn([V<S, T>; I], [V<S, T>; O]) -> [V<S, T>; O],
-    ) {
-        let n = outs
-            .first()
-            .map(|x| x.len())
-            .or_else(|| ins.first().map(|x| x.len()))
-            .unwrap_or(0);
-        assert!(
-            ins.iter().all(|x| x.len() == n) && outs.iter().all(|x| x.len() == n),
-            "Lanes::map: rows of different lengths"
-        );
-        let s = self.simd;
-        let ins = ins.map(T::v_split::<S>);
-        let mut outs = outs.map(T::v_split_mut::<S>);
+    pub fn new(ins: [&'a [T]; I], outs: [&'a mut [T]; O]) -> Self {
+        let n = match (outs.first(), ins.first()) {
+            (Some(o), _) => o.len(),
+            (None, Some(i)) => i.len(),
+            _ => 0,
+        };
+        let same = ins.iter().all(|x| x.len() == n) && outs.iter().all(|x| x.len() == n);
+        assert!(same, "lane_map: rows of different lengths");
         let full = n / T::lanes::<S>();
-        // Equal lengths let the compiler drop the bounds checks below.
-        let in_regs: [&[V<S, T>]; I] = core::array::from_fn(|j| &ins[j].0[..full]);
-        for k in 0..full {
-            let a = core::array::from_fn(|j| in_regs[j][k]);
-            let b = core::array::from_fn(|j| outs[j].0[k]);
-            let r = f(a, b);
-            for (out, r) in outs.iter_mut().zip(r) {
-                out.0[k] = r;
-            }
+        let mut in_regs: [&[V<S, T>]; I] = [&[]; I];
+        let mut in_tails: [&[T]; I] = [&[]; I];
+        for ((x, regs), tail) in ins.iter().zip(&mut in_regs).zip(&mut in_tails) {
+            let (r, t) = T::v_split::<S>(x);
+            // Equal lengths let the compiler drop the bounds checks in the loop.
+            *regs = &r[..full];
+            *tail = t;
         }
-        if n % T::lanes::<S>() != 0 {
-            let a = core::array::from_fn(|j| T::v_load_partial(s, ins[j].1));
-            let b = core::array::from_fn(|j| T::v_load_partial(s, outs[j].1));
-            let r = f(a, b);
-            for (out, r) in outs.iter_mut().zip(r) {
-                T::v_store_partial(s, out.1, r);
-            }
+        let outs = outs.map(|o| T::v_split_mut::<S>(o));
+        Split {
+            ins: in_regs,
+            in_tails,
+            outs,
+            full,
         }
     }
+    /// Input registers at `k`.
+    #[inline(always)]
+    pub fn load(&self, k: usize) -> [V<S, T>; I] {
+        let mut out = [self.ins[0][k]; I];
+        for (o, regs) in out.iter_mut().zip(&self.ins).skip(1) {
+            *o = regs[k];
+        }
+        out
+    }
+    /// Output registers at `k`.
+    #[inline(always)]
+    pub fn load_out(&self, k: usize, zero: V<S, T>) -> [V<S, T>; O] {
+        let mut out = [zero; O];
+        for (o, regs) in out.iter_mut().zip(&self.outs) {
+            *o = regs.0[k];
+        }
+        out
+    }
+    /// Stores `r` at `k`.
+    #[inline(always)]
+    pub fn store(&mut self, k: usize, r: [V<S, T>; O]) {
+        for (out, r) in self.outs.iter_mut().zip(r) {
+            out.0[k] = r;
+        }
+    }
+    /// Whether a partial register is left.
+    #[inline(always)]
+    pub fn has_tail(&self) -> bool {
+        let out_tail = self.outs.first().is_some_and(|o| !o.1.is_empty());
+        out_tail || self.in_tails.first().is_some_and(|t| !t.is_empty())
+    }
+    /// The tail inputs, zero-padded.
+    #[inline(always)]
+    pub fn load_tail(&self, l: Lanes<S, T>) -> [V<S, T>; I] {
+        let mut out = [l.zero(); I];
+        for (o, tail) in out.iter_mut().zip(&self.in_tails) {
+            *o = T::v_load_partial(l.simd, tail);
+        }
+        out
+    }
+    /// The tail outputs, zero-padded.
+    #[inline(always)]
+    pub fn load_tail_out(&self, l: Lanes<S, T>) -> [V<S, T>; O] {
+        let mut out = [l.zero(); O];
+        for (o, regs) in out.iter_mut().zip(&self.outs) {
+            *o = T::v_load_partial(l.simd, regs.1);
+        }
+        out
+    }
+    /// Stores the tail's valid lanes.
+    #[inline(always)]
+    pub fn store_tail(&mut self, l: Lanes<S, T>, r: [V<S, T>; O]) {
+        for (out, r) in self.outs.iter_mut().zip(r) {
+            T::v_store_partial(l.simd, out.1, r);
+        }
+    }
+}
+
+/// `lane_map!(l, [inputs...], [outputs...], |[in names...], [out names...]| body)`: walks
+/// equally long rows a register at a time and stores `body` (an array with one register per
+/// output) into the outputs; the outputs' current values are bound too. The last partial
+/// register goes through zero-padded loads and partial stores. See the module docs for why
+/// this is a macro.
+#[macro_export]
+macro_rules! lane_map {
+    ($l:expr, [$($in:expr),* $(,)?], [$($out:expr),* $(,)?], |$a:pat_param, $b:pat_param| $body:expr) => {{
+        let l = $l;
+        let mut split = $crate::lanes::Split::new([$($in),*], [$($out),*]);
+        for k in 0..split.full {
+            let $a = split.load(k);
+            let $b = split.load_out(k, l.zero());
+            let r = $body;
+            split.store(k, r);
+        }
+        if split.has_tail() {
+            let $a = split.load_tail(l);
+            let $b = split.load_tail_out(l);
+            let r = $body;
+            split.store_tail(l, r);
+        }
+    }};
 }

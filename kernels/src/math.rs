@@ -64,6 +64,7 @@ struct ExpConsts<T> {
     bias: T,
 }
 
+#[allow(clippy::excessive_precision)] // Cephes' published values, kept verbatim.
 const EXP_F32: ExpConsts<f32> = ExpConsts {
     lo: -87.336_55,
     hi: 88.722_83,
@@ -74,6 +75,7 @@ const EXP_F32: ExpConsts<f32> = ExpConsts {
     bias: 127.0,
 };
 
+#[allow(clippy::excessive_precision)] // Cephes' published values, kept verbatim.
 const EXP_F64: ExpConsts<f64> = ExpConsts {
     lo: -708.396_418_532_264_1,
     hi: 709.782_712_893_384,
@@ -139,6 +141,7 @@ fn exp_scale_parts<S: Simd, T: Float>(
 
 /// e^x for f32 lanes (Cephes `expf`): see the module docs for the error bound.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' published coefficients, kept verbatim.
 pub fn exp_f32<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     const P: [f32; 6] = [
         1.987_569_15e-4,
@@ -165,6 +168,7 @@ pub fn exp_f32<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 
 /// e^x for f64 lanes (Cephes `exp`, Padé form): see the module docs for the error bound.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' published coefficients, kept verbatim.
 pub fn exp_f64<S: Simd>(s: S, x: S::f64s) -> S::f64s {
     const P: [f64; 3] = [
         1.261_771_930_748_105_908_78e-4,
@@ -196,6 +200,7 @@ pub fn exp_f64<S: Simd>(s: S, x: S::f64s) -> S::f64s {
 
 /// tanh(x) for |x| < [`TANH_SMALL`], f32 (Cephes `tanhf` polynomial).
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' published coefficients, kept verbatim.
 pub fn tanh_small_f32<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     const P: [f32; 5] = [
         -5.704_988_727_45e-3,
@@ -211,6 +216,7 @@ pub fn tanh_small_f32<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 
 /// tanh(x) for |x| < [`TANH_SMALL`], f64 (Cephes `tanh` rational function).
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // Cephes' published coefficients, kept verbatim.
 pub fn tanh_small_f64<S: Simd>(s: S, x: S::f64s) -> S::f64s {
     const P: [f64; 3] = [
         -9.643_991_794_250_522_386_28e-1,
@@ -275,9 +281,9 @@ pub fn map_slice<T: Float>(arch: pulp::Arch, f: VectorFn, x: &[T], out: &mut [T]
         type Output = ();
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) {
-            let lanes = crate::lanes::Lanes::<S, T>::new(s);
+            let l = crate::lanes::Lanes::<S, T>::new(s);
             let f = self.f;
-            lanes.map([self.x], [self.out], |[x], [_]| [f.apply(lanes, x)]);
+            crate::lane_map!(l, [self.x], [self.out], |[x], [_]| [f.apply(l, x)]);
         }
     }
     arch.dispatch(Op { f, x, out });

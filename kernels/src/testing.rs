@@ -9,8 +9,14 @@ use crate::float::Float;
 /// A proptest config with `default` cases, unless `PROPTEST_CASES` asks for another count
 /// (for deep runs: `PROPTEST_CASES=5000 cargo test --release`).
 pub fn cases(default: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-    ProptestConfig { cases, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
 }
 
 /// Lengths that stress register tails for every instruction set: 0, 1, L-1, L, L+1, 2L+3 for

@@ -52,7 +52,11 @@ impl Case {
                 .map(|_| (rng.next_u64() % (t as u64 + 1)) as usize)
                 .collect()
         });
-        let resets = resets.then(|| (0..t * b).map(|_| rng.next_u64() % 4 == 0).collect());
+        let resets = resets.then(|| {
+            (0..t * b)
+                .map(|_| rng.next_u64().is_multiple_of(4))
+                .collect()
+        });
         Case {
             x: rng.vec(t * b * config.input_size, 1.0),
             h0: rng.vec(hl, 0.8),

@@ -17,6 +17,7 @@ use pulp::{Arch, Simd, WithSimd};
 
 use super::{check_shape, split_gates, split_gates_mut};
 use crate::float::Float;
+use crate::lane_map;
 use crate::lanes::Lanes;
 use crate::view::{Rows, RowsMut};
 
@@ -71,20 +72,12 @@ impl<T: Float> WithSimd for GruFwdPointwise<'_, T> {
         for row in 0..rows {
             let [gr, gz, gn] = split_gates_mut::<3, T>(self.gates.row_mut(row), h);
             let [hr, hz, hn_raw] = split_gates::<3, T>(self.hidden_gates.row(row), h);
-            let ins = [
-                br,
-                bz,
-                bn,
-                self.bias_hn,
-                hr,
-                hz,
-                hn_raw,
-                self.h_prev.row(row),
-            ];
-            let outs = [gr, gz, gn, self.hn.row_mut(row), self.h.row_mut(row)];
-            l.map(
-                ins,
-                outs,
+            let (hn, h) = (self.hn.row_mut(row), self.h.row_mut(row));
+            let h_prev = self.h_prev.row(row);
+            lane_map!(
+                l,
+                [br, bz, bn, self.bias_hn, hr, hz, hn_raw, h_prev],
+                [gr, gz, gn, hn, h],
                 |[br, bz, bn, bhn, hr, hz, hn_raw, h_prev], [ar, az, an, _, _]| {
                     let r = l.sigmoid(l.add(l.add(ar, hr), br));
                     let z = l.sigmoid(l.add(l.add(az, hz), bz));
@@ -92,7 +85,7 @@ impl<T: Float> WithSimd for GruFwdPointwise<'_, T> {
                     let n = l.tanh(l.mul_add(r, hn, l.add(an, bn)));
                     let h = l.mul_add(z, l.sub(h_prev, n), n);
                     [l.flush(r), l.flush(z), l.flush(n), l.flush(hn), l.flush(h)]
-                },
+                }
             );
         }
     }
@@ -171,38 +164,50 @@ impl<T: Float> WithSimd for GruBwdPointwise<'_, T> {
     fn with_simd<S: Simd>(mut self, s: S) {
         let (rows, h) = self.check();
         let l = Lanes::<S, T>::new(s);
-        let step = |[r, z, n, hn, h_prev, dh]: [T::V<S>; 6], _: [T::V<S>; 5]| {
-            let dn = l.mul(dh, l.one_minus(z));
-            let dz = l.mul(dh, l.sub(h_prev, n));
-            let dan = l.mul(dn, l.tanh_grad(n));
-            let dar = l.mul(l.mul(dan, hn), l.sigmoid_grad(r));
-            let daz = l.mul(dz, l.sigmoid_grad(z));
-            let f = |x| l.flush(x);
-            [f(dar), f(daz), f(l.mul(dan, r)), f(dan), f(l.mul(dh, z))]
-        };
         for row in 0..rows {
             let [r, z, n] = split_gates::<3, T>(self.gates.row(row), h);
             let [dr, dz, dn] = split_gates_mut::<3, T>(self.d_gates.row_mut(row), h);
-            let outs = [
-                dr,
-                dz,
-                dn,
-                self.d_an.row_mut(row),
-                self.dh_prev.row_mut(row),
-            ];
+            let (d_an, dh_prev) = (self.d_an.row_mut(row), self.dh_prev.row_mut(row));
             let (hn, h_prev, dh) = (self.hn.row(row), self.h_prev.row(row), self.dh.row(row));
             match &self.dy {
-                Some(dy) => l.map(
+                Some(dy) => lane_map!(
+                    l,
                     [r, z, n, hn, h_prev, dh, dy.row(row)],
-                    outs,
-                    |[r, z, n, hn, h_prev, dh, dy], o| {
-                        step([r, z, n, hn, h_prev, l.add(dh, dy)], o)
-                    },
+                    [dr, dz, dn, d_an, dh_prev],
+                    |[r, z, n, hn, h_prev, dh, dy], _| {
+                        gru_bwd_step(l, [r, z, n, hn, h_prev, l.add(dh, dy)])
+                    }
                 ),
-                None => l.map([r, z, n, hn, h_prev, dh], outs, step),
+                None => lane_map!(
+                    l,
+                    [r, z, n, hn, h_prev, dh],
+                    [dr, dz, dn, d_an, dh_prev],
+                    |x, _| gru_bwd_step(l, x)
+                ),
             }
         }
     }
+}
+
+/// The reset-after backward body: (r, z, n, hn, h_prev, dh) to
+/// (dar, daz, dan*r, dan, dh*z).
+#[inline(always)]
+fn gru_bwd_step<S: Simd, T: Float>(
+    l: Lanes<S, T>,
+    [r, z, n, hn, h_prev, dh]: [T::V<S>; 6],
+) -> [T::V<S>; 5] {
+    let dn = l.mul(dh, l.one_minus(z));
+    let dz = l.mul(dh, l.sub(h_prev, n));
+    let dan = l.mul(dn, l.tanh_grad(n));
+    let dar = l.mul(l.mul(dan, hn), l.sigmoid_grad(r));
+    let daz = l.mul(dz, l.sigmoid_grad(z));
+    [
+        l.flush(dar),
+        l.flush(daz),
+        l.flush(l.mul(dan, r)),
+        l.flush(dan),
+        l.flush(l.mul(dh, z)),
+    ]
 }
 
 /// One GRU (reset after) backward step's pointwise pass (see the module docs).
@@ -260,13 +265,17 @@ impl<T: Float> WithSimd for GruFwdPointwiseGates<'_, T> {
         for row in 0..rows {
             let [gr, gz, _] = split_gates_mut::<3, T>(self.gates.row_mut(row), h);
             let [hr, hz] = split_gates::<2, T>(self.hidden_gates.row(row), h);
-            let ins = [br, bz, hr, hz, self.h_prev.row(row)];
-            let outs = [gr, gz, self.rh.row_mut(row)];
-            l.map(ins, outs, |[br, bz, hr, hz, h_prev], [ar, az, _]| {
-                let r = l.flush(l.sigmoid(l.add(l.add(ar, hr), br)));
-                let z = l.flush(l.sigmoid(l.add(l.add(az, hz), bz)));
-                [r, z, l.flush(l.mul(r, h_prev))]
-            });
+            let (rh, h_prev) = (self.rh.row_mut(row), self.h_prev.row(row));
+            lane_map!(
+                l,
+                [br, bz, hr, hz, h_prev],
+                [gr, gz, rh],
+                |[br, bz, hr, hz, h_prev], [ar, az, _]| {
+                    let r = l.flush(l.sigmoid(l.add(l.add(ar, hr), br)));
+                    let z = l.flush(l.sigmoid(l.add(l.add(az, hz), bz)));
+                    [r, z, l.flush(l.mul(r, h_prev))]
+                }
+            );
         }
     }
 }
@@ -333,19 +342,21 @@ impl<T: Float> WithSimd for GruFwdPointwiseOut<'_, T> {
         let [_, _, bn] = split_gates::<3, T>(self.bias, h);
         for row in 0..rows {
             let [_, gz, gn] = split_gates_mut::<3, T>(self.gates.row_mut(row), h);
-            let ins = [
-                bn,
-                self.bias_hn,
-                gz,
+            let (hidden_n, h_prev, h) = (
                 self.hidden_n.row(row),
                 self.h_prev.row(row),
-            ];
-            let outs = [gn, self.h.row_mut(row)];
-            l.map(ins, outs, |[bn, bhn, z, hn, h_prev], [an, _]| {
-                let n = l.tanh(l.add(l.add(an, bn), l.add(hn, bhn)));
-                let h = l.mul_add(z, l.sub(h_prev, n), n);
-                [l.flush(n), l.flush(h)]
-            });
+                self.h.row_mut(row),
+            );
+            lane_map!(
+                l,
+                [bn, self.bias_hn, &*gz, hidden_n, h_prev],
+                [gn, h],
+                |[bn, bhn, z, hn, h_prev], [an, _]| {
+                    let n = l.tanh(l.add(l.add(an, bn), l.add(hn, bhn)));
+                    let h = l.mul_add(z, l.sub(h_prev, n), n);
+                    [l.flush(n), l.flush(h)]
+                }
+            );
         }
     }
 }
@@ -418,26 +429,35 @@ impl<T: Float> WithSimd for GruBwdPointwiseOut<'_, T> {
     fn with_simd<S: Simd>(mut self, s: S) {
         let (rows, h) = self.check();
         let l = Lanes::<S, T>::new(s);
-        let step = |[z, n, h_prev, dh]: [T::V<S>; 4], _: [T::V<S>; 3]| {
-            let dan = l.mul(l.mul(dh, l.one_minus(z)), l.tanh_grad(n));
-            let daz = l.mul(l.mul(dh, l.sub(h_prev, n)), l.sigmoid_grad(z));
-            [l.flush(daz), l.flush(dan), l.flush(l.mul(dh, z))]
-        };
         for row in 0..rows {
             let [_, z, n] = split_gates::<3, T>(self.gates.row(row), h);
             let [_, dz, dn] = split_gates_mut::<3, T>(self.d_gates.row_mut(row), h);
-            let outs = [dz, dn, self.dh_prev.row_mut(row)];
+            let dh_prev = self.dh_prev.row_mut(row);
             let (h_prev, dh) = (self.h_prev.row(row), self.dh.row(row));
             match &self.dy {
-                Some(dy) => l.map(
+                Some(dy) => lane_map!(
+                    l,
                     [z, n, h_prev, dh, dy.row(row)],
-                    outs,
-                    |[z, n, hp, dh, dy], o| step([z, n, hp, l.add(dh, dy)], o),
+                    [dz, dn, dh_prev],
+                    |[z, n, hp, dh, dy], _| { gru_bwd_out_step(l, [z, n, hp, l.add(dh, dy)]) }
                 ),
-                None => l.map([z, n, h_prev, dh], outs, step),
+                None => lane_map!(l, [z, n, h_prev, dh], [dz, dn, dh_prev], |x, _| {
+                    gru_bwd_out_step(l, x)
+                }),
             }
         }
     }
+}
+
+/// The reset-before out-pass backward body: (z, n, h_prev, dh) to (daz, dan, dh*z).
+#[inline(always)]
+fn gru_bwd_out_step<S: Simd, T: Float>(
+    l: Lanes<S, T>,
+    [z, n, h_prev, dh]: [T::V<S>; 4],
+) -> [T::V<S>; 3] {
+    let dan = l.mul(l.mul(dh, l.one_minus(z)), l.tanh_grad(n));
+    let daz = l.mul(l.mul(dh, l.sub(h_prev, n)), l.sigmoid_grad(z));
+    [l.flush(daz), l.flush(dan), l.flush(l.mul(dh, z))]
 }
 
 /// The first backward pass of a GRU (reset before) step: daz, dan, `dh*z` (see the module
@@ -506,12 +526,20 @@ impl<T: Float> WithSimd for GruBwdPointwiseGates<'_, T> {
         for row in 0..rows {
             let [r, _, _] = split_gates::<3, T>(self.gates.row(row), h);
             let [dr, _, _] = split_gates_mut::<3, T>(self.d_gates.row_mut(row), h);
-            let ins = [r, self.h_prev.row(row), self.d_rh.row(row)];
-            let outs = [dr, self.dh_prev.row_mut(row)];
-            l.map(ins, outs, |[r, h_prev, d_rh], [_, dh_prev]| {
-                let dar = l.mul(l.mul(d_rh, h_prev), l.sigmoid_grad(r));
-                [l.flush(dar), l.flush(l.mul_add(d_rh, r, dh_prev))]
-            });
+            let (h_prev, d_rh, dh_prev) = (
+                self.h_prev.row(row),
+                self.d_rh.row(row),
+                self.dh_prev.row_mut(row),
+            );
+            lane_map!(
+                l,
+                [r, h_prev, d_rh],
+                [dr, dh_prev],
+                |[r, h_prev, d_rh], [_, dh_prev]| {
+                    let dar = l.mul(l.mul(d_rh, h_prev), l.sigmoid_grad(r));
+                    [l.flush(dar), l.flush(l.mul_add(d_rh, r, dh_prev))]
+                }
+            );
         }
     }
 }

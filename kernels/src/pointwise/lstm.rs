@@ -11,6 +11,7 @@ use pulp::{Arch, Simd, WithSimd};
 
 use super::{check_shape, split_gates, split_gates_mut};
 use crate::float::Float;
+use crate::lane_map;
 use crate::lanes::Lanes;
 use crate::view::{Rows, RowsMut};
 
@@ -69,11 +70,11 @@ impl<T: Float> WithSimd for LstmFwdPointwise<'_, T> {
         let [bi, bf, bg, bo] = split_gates::<4, T>(self.bias, h);
         for r in 0..rows {
             let [gi, gf, gg, go] = split_gates_mut::<4, T>(self.gates.row_mut(r), h);
-            let ins = [bi, bf, bg, bo, self.c_prev.row(r)];
-            let outs = [gi, gf, gg, go, self.c.row_mut(r), self.h.row_mut(r)];
-            l.map(
-                ins,
-                outs,
+            let (c, h) = (self.c.row_mut(r), self.h.row_mut(r));
+            lane_map!(
+                l,
+                [bi, bf, bg, bo, self.c_prev.row(r)],
+                [gi, gf, gg, go, c, h],
                 |[bi, bf, bg, bo, c_prev], [ai, af, ag, ao, _, _]| {
                     let i = l.flush(l.sigmoid(l.add(ai, bi)));
                     let f = l.flush(l.sigmoid(l.add(af, bf)));
@@ -82,7 +83,7 @@ impl<T: Float> WithSimd for LstmFwdPointwise<'_, T> {
                     let c = next_cell(l, i, f, g, c_prev);
                     let h = l.mul(o, l.tanh(c));
                     [i, f, g, o, c, l.flush(h)]
-                },
+                }
             );
         }
     }
@@ -158,38 +159,50 @@ impl<T: Float> WithSimd for LstmBwdPointwise<'_, T> {
     fn with_simd<S: Simd>(mut self, s: S) {
         let (rows, h) = self.check();
         let l = Lanes::<S, T>::new(s);
-        let step = |[i, f, g, o, c_prev, dc, dh]: [T::V<S>; 7], _: [T::V<S>; 5]| {
-            let tc = l.tanh(next_cell(l, i, f, g, c_prev));
-            let dc = l.mul_add(l.mul(dh, o), l.tanh_grad(tc), dc);
-            let dai = l.mul(l.mul(dc, g), l.sigmoid_grad(i));
-            let daf = l.mul(l.mul(dc, c_prev), l.sigmoid_grad(f));
-            let dag = l.mul(l.mul(dc, i), l.tanh_grad(g));
-            let dao = l.mul(l.mul(dh, tc), l.sigmoid_grad(o));
-            [
-                l.flush(l.mul(dc, f)),
-                l.flush(dai),
-                l.flush(daf),
-                l.flush(dag),
-                l.flush(dao),
-            ]
-        };
         for r in 0..rows {
             let [i, f, g, o] = split_gates::<4, T>(self.gates.row(r), h);
             let [di, df, dg, d_o] = split_gates_mut::<4, T>(self.d_gates.row_mut(r), h);
-            let outs = [self.dc_prev.row_mut(r), di, df, dg, d_o];
+            let dc_prev = self.dc_prev.row_mut(r);
             let (c_prev, dc, dh) = (self.c_prev.row(r), self.dc.row(r), self.dh.row(r));
             match &self.dy {
-                Some(dy) => l.map(
+                Some(dy) => lane_map!(
+                    l,
                     [i, f, g, o, c_prev, dc, dh, dy.row(r)],
-                    outs,
-                    |[i, f, g, o, c_prev, dc, dh, dy], outs| {
-                        step([i, f, g, o, c_prev, dc, l.add(dh, dy)], outs)
-                    },
+                    [dc_prev, di, df, dg, d_o],
+                    |[i, f, g, o, c_prev, dc, dh, dy], _| {
+                        lstm_bwd_step(l, [i, f, g, o, c_prev, dc, l.add(dh, dy)])
+                    }
                 ),
-                None => l.map([i, f, g, o, c_prev, dc, dh], outs, step),
+                None => lane_map!(
+                    l,
+                    [i, f, g, o, c_prev, dc, dh],
+                    [dc_prev, di, df, dg, d_o],
+                    |x, _| lstm_bwd_step(l, x)
+                ),
             }
         }
     }
+}
+
+/// The backward body: (i, f, g, o, c_prev, dc, dh) to (dc_prev, dai, daf, dag, dao).
+#[inline(always)]
+fn lstm_bwd_step<S: Simd, T: Float>(
+    l: Lanes<S, T>,
+    [i, f, g, o, c_prev, dc, dh]: [T::V<S>; 7],
+) -> [T::V<S>; 5] {
+    let tc = l.tanh(next_cell(l, i, f, g, c_prev));
+    let dc = l.mul_add(l.mul(dh, o), l.tanh_grad(tc), dc);
+    let dai = l.mul(l.mul(dc, g), l.sigmoid_grad(i));
+    let daf = l.mul(l.mul(dc, c_prev), l.sigmoid_grad(f));
+    let dag = l.mul(l.mul(dc, i), l.tanh_grad(g));
+    let dao = l.mul(l.mul(dh, tc), l.sigmoid_grad(o));
+    [
+        l.flush(l.mul(dc, f)),
+        l.flush(dai),
+        l.flush(daf),
+        l.flush(dag),
+        l.flush(dao),
+    ]
 }
 
 /// One LSTM backward step's pointwise pass (see the module docs).

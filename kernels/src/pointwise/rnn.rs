@@ -6,6 +6,7 @@ use pulp::{Arch, Simd, WithSimd};
 use super::check_shape;
 use crate::cell::Nonlinearity;
 use crate::float::Float;
+use crate::lane_map;
 use crate::lanes::Lanes;
 use crate::view::{Rows, RowsMut};
 
@@ -40,13 +41,13 @@ impl<T: Float> WithSimd for RnnFwdPointwise<'_, T> {
         let (rows, _) = self.check();
         let l = Lanes::<S, T>::new(s);
         for r in 0..rows {
-            let outs = [self.gates.row_mut(r), self.h.row_mut(r)];
+            let (g, h) = (self.gates.row_mut(r), self.h.row_mut(r));
             match self.nonlinearity {
-                Nonlinearity::Tanh => l.map([self.bias], outs, |[b], [a, _]| {
+                Nonlinearity::Tanh => lane_map!(l, [self.bias], [g, h], |[b], [a, _]| {
                     let h = l.flush(l.tanh(l.add(a, b)));
                     [h, h]
                 }),
-                Nonlinearity::Relu => l.map([self.bias], outs, |[b], [a, _]| {
+                Nonlinearity::Relu => lane_map!(l, [self.bias], [g, h], |[b], [a, _]| {
                     let h = l.flush(l.relu(l.add(a, b)));
                     [h, h]
                 }),
@@ -107,20 +108,30 @@ impl<T: Float> WithSimd for RnnBwdPointwise<'_, T> {
         let (rows, _) = self.check();
         let l = Lanes::<S, T>::new(s);
         let act = self.nonlinearity;
-        let grad = move |h: T::V<S>, dh: T::V<S>| match act {
-            Nonlinearity::Tanh => l.flush(l.mul(dh, l.tanh_grad(h))),
-            Nonlinearity::Relu => l.relu_grad(h, dh),
-        };
         for r in 0..rows {
             let (h, dh) = (self.gates.row(r), self.dh.row(r));
-            let out = [self.d_gates.row_mut(r)];
+            let out = self.d_gates.row_mut(r);
             match &self.dy {
-                Some(dy) => l.map([h, dh, dy.row(r)], out, |[h, dh, dy], _| {
-                    [grad(h, l.add(dh, dy))]
+                Some(dy) => lane_map!(l, [h, dh, dy.row(r)], [out], |[h, dh, dy], _| {
+                    [rnn_grad(l, act, h, l.add(dh, dy))]
                 }),
-                None => l.map([h, dh], out, |[h, dh], _| [grad(h, dh)]),
+                None => lane_map!(l, [h, dh], [out], |[h, dh], _| [rnn_grad(l, act, h, dh)]),
             }
         }
+    }
+}
+
+/// dL/da from the activation's output `h` and dL/dh.
+#[inline(always)]
+fn rnn_grad<S: Simd, T: Float>(
+    l: Lanes<S, T>,
+    act: Nonlinearity,
+    h: T::V<S>,
+    dh: T::V<S>,
+) -> T::V<S> {
+    match act {
+        Nonlinearity::Tanh => l.flush(l.mul(dh, l.tanh_grad(h))),
+        Nonlinearity::Relu => l.relu_grad(h, dh),
     }
 }
 

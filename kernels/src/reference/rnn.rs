@@ -17,8 +17,8 @@ pub fn rnn_fwd_pointwise(args: RnnFwdPointwise<'_, f64>) {
         h: mut h_out,
     } = args;
     for r in 0..rows {
-        for j in 0..h {
-            let a = gates.row(r)[j] + bias[j];
+        for (j, &b) in bias.iter().enumerate().take(h) {
+            let a = gates.row(r)[j] + b;
             let act = match nonlinearity {
                 Nonlinearity::Tanh => a.tanh(),
                 Nonlinearity::Relu => relu(a),
