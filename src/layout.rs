@@ -31,6 +31,7 @@ use crate::config::{Config, SeqLayout};
 use crate::error::{Error, add, mul};
 use crate::input::SeqShape;
 use fused_rnn_kernels::CellKind;
+use fused_rnn_kernels::gemm::packed::a_scratch_len;
 
 /// The sizes a layout depends on.
 #[derive(Clone, Copy, Debug)]
@@ -165,16 +166,22 @@ pub(crate) fn reserve_len(config: &Config, shape: SeqShape) -> Result<usize, Err
     Ok(ReserveLayout::new(&Dims::new(config, shape))?.total)
 }
 
-/// Per-direction scratch of a forward pass: the combined biases (`G*H + H`), a copy of the
-/// initial state (`B*Hout + B*H`; resets read it all along), and the recurrent products that
-/// do not accumulate onto the gates (GRU: `B*3H`).
+/// Per-direction scratch of a forward pass: a copy of the initial state (`B*Hout + B*H`;
+/// resets read it all along), the recurrent products that do not accumulate onto the gates
+/// (GRU: `B*3H`) and the step GEMM's scratch ([`gemm_a_len`]).
 pub(crate) fn fwd_scratch_len(d: &Dims) -> Result<usize, Error> {
     let products = match d.cell {
         CellKind::Gru { .. } => mul(&[d.batch, 3, d.hidden])?,
         _ => 0,
     };
     let init = add(&[mul(&[d.batch, d.hout])?, mul(&[d.batch, d.hidden])?])?;
-    add(&[d.gates * d.hidden, d.hidden, init, products])
+    add(&[init, products, gemm_a_len(d)])
+}
+
+/// `gemm_packed`'s scratch for the per-step products' left operands (`B` rows of h or of
+/// the gate gradients).
+pub(crate) fn gemm_a_len(d: &Dims) -> usize {
+    a_scratch_len(d.batch, (d.gates * d.hidden).max(d.hout))
 }
 
 /// Per-direction scratch of a backward pass (see [`crate::engine::backward`]).
@@ -265,7 +272,7 @@ impl WorkspaceLens {
     pub fn forward_train(&self) -> Result<usize, Error> {
         add(&[self.x_tm, self.fwd_scratch])
     }
-    /// `backward`: x_tm + dx_tm + layer_io + backward scratch + forward scratch (biases).
+    /// `backward`: x_tm + dx_tm + layer_io + backward scratch + forward scratch (GEMM).
     pub fn backward(&self) -> Result<usize, Error> {
         add(&[
             self.x_tm,
@@ -296,6 +303,7 @@ impl<'a, T> Carver<'a, T> {
     ///
     /// # Panics
     /// If fewer remain (the layouts above size every buffer first).
+    #[track_caller]
     pub fn take(&mut self, len: usize) -> &'a mut [T] {
         let (head, tail) = std::mem::take(&mut self.rest).split_at_mut(len);
         self.rest = tail;

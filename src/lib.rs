@@ -61,6 +61,7 @@ pub mod gradcheck;
 pub mod input;
 pub mod layout;
 pub mod params;
+mod prepared;
 mod recurrent;
 pub mod state;
 

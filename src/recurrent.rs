@@ -9,8 +9,10 @@ use crate::error::{Error, check_len, mul};
 use crate::input::{Input, SeqShape};
 use crate::layout;
 use crate::params::{Grads, Params, Tensor};
+use crate::prepared::{Pass, Prepared};
 use crate::state::State;
 use fused_rnn_kernels::{Arch, Float};
+use std::sync::OnceLock;
 
 /// A recurrent module: `num_layers` stacked layers of one cell, optionally bidirectional,
 /// with PyTorch's parameters and semantics.
@@ -32,6 +34,9 @@ pub struct Recurrent<T: Float = f32> {
     config: Config,
     params: Params<T>,
     arch: Arch,
+    /// Weights prepared for the forward and backward products, built on first use after the
+    /// parameters change (see [`crate::prepared`]).
+    prepared: [OnceLock<Prepared<T>>; 2],
 }
 
 /// The outputs of [`Recurrent::backward`].
@@ -58,6 +63,7 @@ impl<T: Float> Recurrent<T> {
             config,
             params,
             arch: fused_rnn_kernels::arch(),
+            prepared: Default::default(),
         })
     }
 
@@ -80,6 +86,7 @@ impl<T: Float> Recurrent<T> {
     }
     /// The parameter tensors, writable in place (their shapes cannot change).
     pub fn tensors_mut(&mut self) -> impl Iterator<Item = &mut Tensor<T>> {
+        self.prepared = Default::default();
         self.params.iter_mut()
     }
     /// Replaces all parameters.
@@ -89,6 +96,7 @@ impl<T: Float> Recurrent<T> {
     pub fn set_params(&mut self, params: Params<T>) -> Result<(), Error> {
         params.check(&self.config, "params")?;
         self.params = params;
+        self.prepared = Default::default();
         Ok(())
     }
     /// A zero state for `batch` sequences.
@@ -137,10 +145,12 @@ impl<T: Float> Recurrent<T> {
         mul(&[shape.steps, shape.batch, self.config.output_size()])
     }
 
-    fn call<'a>(&'a self, input: &Input<'a, T>) -> Call<'a, T> {
+    fn call<'a>(&'a self, input: &Input<'a, T>, pass: Pass) -> Call<'a, T> {
+        let slot = &self.prepared[pass as usize];
         Call {
             config: &self.config,
             params: &self.params,
+            prepared: slot.get_or_init(|| Prepared::new(&self.config, &self.params, pass)),
             arch: self.arch,
             shape: input.shape,
             masks: Masks {
@@ -164,7 +174,13 @@ impl<T: Float> Recurrent<T> {
     ) -> Result<(), Error> {
         self.check_forward(&input, state, y)?;
         let len = self.workspace_len(input.shape)?;
-        driver::forward(&self.call(&input), input.x, state, y, ws.take(len));
+        driver::forward(
+            &self.call(&input, Pass::Forward),
+            input.x,
+            state,
+            y,
+            ws.take(len),
+        );
         Ok(())
     }
 
@@ -198,7 +214,7 @@ impl<T: Float> Recurrent<T> {
         let seed = reserve.dropout_seed;
         reserve.dropout_seed = reserve.dropout_seed.wrapping_add(1);
         driver::forward_train(
-            &self.call(&input),
+            &self.call(&input, Pass::Forward),
             input.x,
             state,
             y,
@@ -285,7 +301,7 @@ impl<T: Float> Recurrent<T> {
         let ws_len = self.workspace_len(input.shape)?;
         let Backward { d_state, dx, grads } = out;
         driver::backward(
-            &self.call(&input),
+            &self.call(&input, Pass::Backward),
             input.x,
             dy,
             &reserve.buf[..need],

@@ -127,10 +127,6 @@ pub trait Float:
     /// tanh(x) for |x| < [`crate::math::TANH_SMALL`] by an odd polynomial or rational function;
     /// see [`crate::math`].
     fn v_tanh_small<S: Simd>(s: S, x: Self::V<S>) -> Self::V<S>;
-
-    /// matrixmultiply's GEMM for this type; called only by [`crate::gemm`].
-    #[doc(hidden)]
-    const RAW_GEMM: crate::gemm::RawGemm<Self>;
 }
 
 /// Implements the scalar and the SIMD part of [`Float`] for one type by pasting pulp's names.
@@ -142,11 +138,8 @@ macro_rules! impl_float {
         lt = $lt:ident, gt = $gt:ident, eq = $eq:ident, select = $select:ident,
         pload = $pload:ident, pstore = $pstore:ident, split = $split:ident,
         split_mut = $split_mut:ident, sum = $sum:ident, vec = $vec:ident, mask = $mask:ident,
-        lanes = $lanes:ident, exp = $exp:path, tanh_small = $tanh_small:path,
-        gemm = $gemm:path
-    ) => {
+        lanes = $lanes:ident, exp = $exp:path, tanh_small = $tanh_small:path) => {
         impl Float for $t {
-            const RAW_GEMM: crate::gemm::RawGemm<Self> = $gemm;
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const MIN_POSITIVE: Self = $t::MIN_POSITIVE;
@@ -331,8 +324,7 @@ impl_float!(
     mask = m32s,
     lanes = F32_LANES,
     exp = crate::math::exp_f32,
-    tanh_small = crate::math::tanh_small_f32,
-    gemm = matrixmultiply::sgemm
+    tanh_small = crate::math::tanh_small_f32
 );
 
 impl_float!(
@@ -360,6 +352,5 @@ impl_float!(
     mask = m64s,
     lanes = F64_LANES,
     exp = crate::math::exp_f64,
-    tanh_small = crate::math::tanh_small_f64,
-    gemm = matrixmultiply::dgemm
+    tanh_small = crate::math::tanh_small_f64
 );

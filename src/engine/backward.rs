@@ -14,8 +14,9 @@ use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwise, lstm_bwd_pointwise};
 use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
 use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef, Rows, gemm};
 
-use super::{DirSpec, DirWeights, Masks, SeqView, rows, rows_mut};
+use super::{DirSpec, DirWeights, Masks, SeqView, StepWeights, mat, mat_mut, rows, rows_mut};
 use crate::params::LayerParamsMut;
+use fused_rnn_kernels::gemm::packed::gemm_packed;
 
 /// The saved activations of one direction (a training tape, read-only).
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +36,8 @@ pub(crate) struct BwdScratch<'a, T> {
     pub dc: &'a mut [T],
     pub step: &'a mut [T],
     pub dh_all: &'a mut [T],
+    /// `gemm_packed`'s scratch for row-major left operands.
+    pub gemm_a: &'a mut [T],
 }
 
 /// Everything one direction's backward reads and writes.
@@ -42,6 +45,8 @@ pub(crate) struct DirBackward<'a, T> {
     pub spec: DirSpec,
     pub arch: Arch,
     pub w: DirWeights<'a, T>,
+    /// The recurrent weights, packed for dL/dh = dG W.
+    pub step: StepWeights<'a, T>,
     /// `[T*B, I]`, the forward input.
     pub x: MatRef<'a, T>,
     pub masks: Masks<'a>,
@@ -96,8 +101,7 @@ impl<T: Float> DirBackward<'_, T> {
     fn step(&mut self, t: usize, c: &mut Carries<'_, T>) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
-        let arch = self.arch;
-        let w = self.w;
+        let (arch, step) = (self.arch, self.step);
         let cur = c.cur;
         let gates = rows(&self.tape.gates[t * b * gh..(t + 1) * b * gh], b, gh);
         let entry = s.entry(t);
@@ -110,13 +114,14 @@ impl<T: Float> DirBackward<'_, T> {
         } else {
             (&**dh_b, &mut **dh_a)
         };
-        let extra_t = if self.tape.extra.is_empty() {
-            &[][..]
+        let extra_t: &[T] = if self.tape.extra.is_empty() {
+            &[]
         } else {
             &self.tape.extra[t * b * h..(t + 1) * b * h]
         };
         match s.cell {
             CellKind::Rnn(nonlinearity) => {
+                let d_gates = rows_mut(dg, b, gh);
                 rnn_bwd_pointwise(
                     arch,
                     RnnBwdPointwise {
@@ -124,16 +129,17 @@ impl<T: Float> DirBackward<'_, T> {
                         dh: rows(dh_in, b, h),
                         dy: Some(dy),
                         nonlinearity,
-                        d_gates: rows_mut(dg, b, gh),
+                        d_gates,
                     },
                 );
                 zero_padding(&self.masks, t, dg, gh);
-                gemm(
-                    T::ONE,
-                    MatRef::row_major(dg, b, gh, gh),
-                    w.w_hh_rows(&s, 0..1),
+                gemm_packed(
+                    arch,
+                    mat(dg, b, gh),
+                    step.first,
                     T::ZERO,
-                    MatMut::row_major(dh_out, b, hout, hout),
+                    mat_mut(dh_out, b, hout),
+                    self.scratch.gemm_a,
                 );
             }
             CellKind::Lstm => {
@@ -144,119 +150,116 @@ impl<T: Float> DirBackward<'_, T> {
                 } else {
                     (&**dc_b, &mut **dc_a)
                 };
-                let (dm, dy_rows): (&[T], Option<Rows<'_, T>>) = match w.w_hr {
+                let (dm, dy_rows): (&[T], Option<Rows<'_, T>>) = match step.second {
                     // Projected: dL/dh (plus dy) is kept for dW_hr, then taken back through W_hr.
                     Some(w_hr) => {
                         let dh_t = &mut self.scratch.dh_all[t * b * hout..(t + 1) * b * hout];
-                        for r in 0..b {
-                            let (dst, src) = (
-                                &mut dh_t[r * hout..(r + 1) * hout],
-                                &dh_in[r * hout..(r + 1) * hout],
-                            );
-                            for ((d, &x), &y) in dst.iter_mut().zip(src).zip(dy.row(r)) {
+                        for (r, dst) in dh_t.chunks_exact_mut(hout).enumerate() {
+                            for ((d, &x), &y) in dst
+                                .iter_mut()
+                                .zip(&dh_in[r * hout..(r + 1) * hout])
+                                .zip(dy.row(r))
+                            {
                                 *d = x + y;
                             }
                         }
                         zero_padding(&self.masks, t, dh_t, hout);
                         let dm = &mut self.scratch.step[..b * h];
-                        gemm(
-                            T::ONE,
-                            MatRef::row_major(dh_t, b, hout, hout),
-                            MatRef::row_major(w_hr, hout, h, h),
+                        gemm_packed(
+                            arch,
+                            mat(dh_t, b, hout),
+                            w_hr,
                             T::ZERO,
-                            MatMut::row_major(dm, b, h, h),
+                            mat_mut(dm, b, h),
+                            self.scratch.gemm_a,
                         );
                         (dm, None)
                     }
                     None => (dh_in, Some(dy)),
                 };
-                lstm_bwd_pointwise(
-                    arch,
-                    LstmBwdPointwise {
-                        gates,
-                        c_prev: rows(c_prev, b, h),
-                        dh: rows(dm, b, h),
-                        dy: dy_rows,
-                        dc: rows(dc_in, b, h),
-                        dc_prev: rows_mut(dc_out, b, h),
-                        d_gates: rows_mut(dg, b, gh),
-                    },
-                );
+                let pass = LstmBwdPointwise {
+                    gates,
+                    c_prev: rows(c_prev, b, h),
+                    dh: rows(dm, b, h),
+                    dy: dy_rows,
+                    dc: rows(dc_in, b, h),
+                    dc_prev: rows_mut(dc_out, b, h),
+                    d_gates: rows_mut(dg, b, gh),
+                };
+                lstm_bwd_pointwise(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 pass_padding(&self.masks, t, dc_in, dc_out, h);
-                gemm(
-                    T::ONE,
-                    MatRef::row_major(dg, b, gh, gh),
-                    w.w_hh_rows(&s, 0..4),
+                gemm_packed(
+                    arch,
+                    mat(dg, b, gh),
+                    step.first,
                     T::ZERO,
-                    MatMut::row_major(dh_out, b, hout, hout),
+                    mat_mut(dh_out, b, hout),
+                    self.scratch.gemm_a,
                 );
             }
             CellKind::Gru { reset_after: true } => {
                 let d_an = &mut self.scratch.d_an[t * b * h..(t + 1) * b * h];
-                gru_bwd_pointwise(
-                    arch,
-                    GruBwdPointwise {
-                        gates,
-                        hn: rows(extra_t, b, h),
-                        h_prev: rows(h_prev, b, h),
-                        dh: rows(dh_in, b, h),
-                        dy: Some(dy),
-                        d_gates: rows_mut(dg, b, gh),
-                        d_an: rows_mut(d_an, b, h),
-                        dh_prev: rows_mut(dh_out, b, h),
-                    },
-                );
+                let pass = GruBwdPointwise {
+                    gates,
+                    hn: rows(extra_t, b, h),
+                    h_prev: rows(h_prev, b, h),
+                    dh: rows(dh_in, b, h),
+                    dy: Some(dy),
+                    d_gates: rows_mut(dg, b, gh),
+                    d_an: rows_mut(d_an, b, h),
+                    dh_prev: rows_mut(dh_out, b, h),
+                };
+                gru_bwd_pointwise(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 zero_padding(&self.masks, t, d_an, h);
-                gemm(
+                gemm_packed(
+                    arch,
+                    mat(dg, b, gh),
+                    step.first,
                     T::ONE,
-                    MatRef::row_major(dg, b, gh, gh),
-                    w.w_hh_rows(&s, 0..3),
-                    T::ONE,
-                    MatMut::row_major(dh_out, b, h, h),
+                    mat_mut(dh_out, b, h),
+                    self.scratch.gemm_a,
                 );
             }
             CellKind::Gru { reset_after: false } => {
-                gru_bwd_pointwise_out(
-                    arch,
-                    GruBwdPointwiseOut {
-                        gates,
-                        h_prev: rows(h_prev, b, h),
-                        dh: rows(dh_in, b, h),
-                        dy: Some(dy),
-                        d_gates: rows_mut(dg, b, gh),
-                        dh_prev: rows_mut(dh_out, b, h),
-                    },
-                );
+                let pass = GruBwdPointwiseOut {
+                    gates,
+                    h_prev: rows(h_prev, b, h),
+                    dh: rows(dh_in, b, h),
+                    dy: Some(dy),
+                    d_gates: rows_mut(dg, b, gh),
+                    dh_prev: rows_mut(dh_out, b, h),
+                };
+                gru_bwd_pointwise_out(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 let d_rh = &mut self.scratch.step[..b * h];
-                let dan = MatRef::row_major(dg, b, gh, gh).cols_range(2 * h, h);
-                gemm(
-                    T::ONE,
-                    dan,
-                    w.w_hh_rows(&s, 2..3),
-                    T::ZERO,
-                    MatMut::row_major(d_rh, b, h, h),
-                );
-                gru_bwd_pointwise_gates(
+                let dan = mat(dg, b, gh).cols_range(2 * h, h);
+                let w_hn = step.second.expect("packed for a reset-before GRU");
+                gemm_packed(
                     arch,
-                    GruBwdPointwiseGates {
-                        gates,
-                        h_prev: rows(h_prev, b, h),
-                        d_rh: rows(d_rh, b, h),
-                        d_gates: rows_mut(dg, b, gh),
-                        dh_prev: rows_mut(dh_out, b, h),
-                    },
+                    dan,
+                    w_hn,
+                    T::ZERO,
+                    mat_mut(d_rh, b, h),
+                    self.scratch.gemm_a,
                 );
+                let pass = GruBwdPointwiseGates {
+                    gates,
+                    h_prev: rows(h_prev, b, h),
+                    d_rh: rows(d_rh, b, h),
+                    d_gates: rows_mut(dg, b, gh),
+                    dh_prev: rows_mut(dh_out, b, h),
+                };
+                gru_bwd_pointwise_gates(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
-                let drz = MatRef::row_major(dg, b, gh, gh).cols_range(0, 2 * h);
-                gemm(
+                gemm_packed(
+                    arch,
+                    mat(dg, b, gh).cols_range(0, 2 * h),
+                    step.first,
                     T::ONE,
-                    drz,
-                    w.w_hh_rows(&s, 0..2),
-                    T::ONE,
-                    MatMut::row_major(dh_out, b, h, h),
+                    mat_mut(dh_out, b, h),
+                    self.scratch.gemm_a,
                 );
             }
         }
@@ -283,21 +286,23 @@ impl<T: Float> DirBackward<'_, T> {
         }
     }
 
-    /// dW_ih, dW_hh, db, dW_hr and dx as GEMMs over all T*B rows.
+    /// dW_ih, dW_hh, db, dW_hr and dx as GEMMs over all T*B rows (the weight gradients
+    /// contract over the rows: `dW = dG^T X`).
     fn weight_gradients(&mut self) {
         let s = self.spec;
         let (b, h, hout, gh, input) = (s.batch, s.hidden, s.hout, s.gh(), s.input);
         let n = s.steps * b;
-        let dg = MatRef::row_major(&*self.scratch.dg, n, gh, gh);
+        let dg = mat(&*self.scratch.dg, n, gh);
         let first = s.entry(0).min(s.entry(s.steps - 1));
         let h_prev = MatRef::row_major(&self.tape.h[first * b * hout..], n, hout, hout);
         let g = &mut self.grads;
-        let acc = |a: MatRef<'_, T>, bm: MatRef<'_, T>, out: &mut [T], cols: usize| {
-            let rows = a.rows();
+        // `out += lhs^T rhs`.
+        let acc_t = |lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, out: &mut [T]| {
+            let (rows, cols) = (lhs.cols(), rhs.cols());
             gemm(
                 T::ONE,
-                a,
-                bm,
+                lhs.t(),
+                rhs,
                 T::ONE,
                 MatMut::row_major(out, rows, cols, cols),
             );
@@ -306,32 +311,32 @@ impl<T: Float> DirBackward<'_, T> {
         let (x_side, x_side_n) = match s.cell {
             CellKind::Gru { reset_after: true } => (
                 dg.cols_range(0, 2 * h),
-                Some(MatRef::row_major(&*self.scratch.d_an, n, h, h)),
+                Some(mat(&*self.scratch.d_an, n, h)),
             ),
             _ => (dg, None),
         };
         let split = x_side.cols();
-        acc(x_side.t(), self.x, &mut g.w_ih[..split * input], input);
+        acc_t(x_side, self.x, &mut g.w_ih[..split * input]);
         if let Some(dan) = x_side_n {
-            acc(dan.t(), self.x, &mut g.w_ih[split * input..], input);
+            acc_t(dan, self.x, &mut g.w_ih[split * input..]);
         }
         match s.cell {
             CellKind::Gru { reset_after: false } => {
-                let rh = MatRef::row_major(self.tape.extra, n, h, h);
-                acc(
-                    dg.cols_range(0, 2 * h).t(),
-                    h_prev,
-                    &mut g.w_hh[..2 * h * h],
-                    h,
+                acc_t(dg.cols_range(0, 2 * h), h_prev, &mut g.w_hh[..2 * h * h]);
+                acc_t(
+                    dg.cols_range(2 * h, h),
+                    mat(self.tape.extra, n, h),
+                    &mut g.w_hh[2 * h * h..],
                 );
-                acc(dg.cols_range(2 * h, h).t(), rh, &mut g.w_hh[2 * h * h..], h);
             }
-            _ => acc(dg.t(), h_prev, g.w_hh, hout),
+            _ => acc_t(dg, h_prev, g.w_hh),
         }
         if let (Some(dw_hr), true) = (g.w_hr.as_deref_mut(), s.proj > 0) {
-            let dh_all = MatRef::row_major(&*self.scratch.dh_all, n, hout, hout);
-            let m = MatRef::row_major(self.tape.extra, n, h, h);
-            acc(dh_all.t(), m, dw_hr, h);
+            acc_t(
+                mat(&*self.scratch.dh_all, n, hout),
+                mat(self.tape.extra, n, h),
+                dw_hr,
+            );
         }
         if let (Some(db_ih), Some(db_hh)) = (g.b_ih.as_deref_mut(), g.b_hh.as_deref_mut()) {
             column_sums(x_side, &mut db_ih[..split]);
@@ -340,9 +345,8 @@ impl<T: Float> DirBackward<'_, T> {
             }
             column_sums(dg, db_hh);
         }
-        if let Some((dx, add)) = self.dx.take() {
+        if let Some((mut dx, add)) = self.dx.take() {
             let beta = if add { T::ONE } else { T::ZERO };
-            let mut dx = dx;
             gemm(
                 T::ONE,
                 x_side,
@@ -395,8 +399,8 @@ fn pass_padding<T: Float>(masks: &Masks<'_>, t: usize, from: &[T], to: &mut [T],
 /// `out += sum over rows of m` in row order (a fixed order: deterministic).
 fn column_sums<T: Float>(m: MatRef<'_, T>, out: &mut [T]) {
     for i in 0..m.rows() {
-        for (j, o) in out.iter_mut().enumerate() {
-            *o += *m.at(i, j);
+        for (o, &v) in out.iter_mut().zip(m.row(i)) {
+            *o += v;
         }
     }
 }

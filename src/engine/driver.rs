@@ -10,11 +10,14 @@ use rand::{Rng, SeedableRng};
 
 use super::backward::{BwdScratch, DirBackward, TapeRef};
 use super::forward::{DirForward, Tape};
-use super::{DirSpec, DirWeights, Masks, SeqView, SeqViewMut, combine_biases, seq_strides};
+use super::{DirSpec, Masks, SeqView, SeqViewMut, seq_strides};
 use crate::config::Config;
 use crate::input::SeqShape;
-use crate::layout::{BwdScratchLens, Carver, Dims, ReserveLayout, TapeLens, WorkspaceLens, block};
+use crate::layout::{
+    BwdScratchLens, Carver, Dims, ReserveLayout, TapeLens, WorkspaceLens, block, gemm_a_len,
+};
 use crate::params::Params;
+use crate::prepared::Prepared;
 use crate::state::State;
 use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef};
 
@@ -23,6 +26,8 @@ use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef};
 pub(crate) struct Call<'a, T> {
     pub config: &'a Config,
     pub params: &'a Params<T>,
+    /// The weights prepared for this pass (see [`crate::prepared`]).
+    pub prepared: &'a Prepared<T>,
     pub arch: Arch,
     pub shape: SeqShape,
     pub masks: Masks<'a>,
@@ -33,35 +38,7 @@ impl<T: Float> Call<'_, T> {
         Dims::new(self.config, self.shape)
     }
     fn spec(&self, layer: usize, dir: usize) -> DirSpec {
-        let c = self.config;
-        DirSpec {
-            cell: c.cell,
-            input: c.layer_input_size(layer),
-            hidden: c.hidden_size,
-            hout: c.state_size(),
-            proj: c.proj_size,
-            reverse: dir == 1,
-            steps: self.shape.steps,
-            batch: self.shape.batch,
-        }
-    }
-    /// The weights of (layer, dir), with the combined biases written into `bias_buf`.
-    fn weights<'w>(&'w self, layer: usize, dir: usize, bias_buf: &'w mut [T]) -> DirWeights<'w, T> {
-        let p = self.params.layer(layer, dir);
-        let (gh, h) = (
-            self.config.cell.gates() * self.config.hidden_size,
-            self.config.hidden_size,
-        );
-        let (bias, rest) = bias_buf.split_at_mut(gh);
-        let bias_hn = &mut rest[..h];
-        combine_biases(self.config.cell, p.b_ih, p.b_hh, bias, bias_hn);
-        DirWeights {
-            w_ih: p.w_ih,
-            w_hh: p.w_hh,
-            w_hr: p.w_hr,
-            bias,
-            bias_hn,
-        }
+        DirSpec::of(self.config, layer, dir, self.shape.steps, self.shape.batch)
     }
     /// The range of (layer, dir)'s rows in a `[L*D][B][width]` state buffer.
     fn state_range(&self, layer: usize, dir: usize, width: usize) -> std::ops::Range<usize> {
@@ -155,22 +132,24 @@ fn dir_view<'a, T>(data: &'a [T], d: &Dims, batch_major: bool, dir: usize) -> Se
     }
 }
 
-/// The per-direction forward scratch: (combined biases, h0 copy, c0 copy, GRU products).
-fn carve_fwd_scratch<'a, T>(
-    buf: &'a mut [T],
-    d: &Dims,
-) -> (&'a mut [T], &'a mut [T], &'a mut [T], &'a mut [T]) {
+/// The per-direction forward scratch (see [`crate::layout::fwd_scratch_len`]).
+struct FwdScratch<'a, T> {
+    h0: &'a mut [T],
+    c0: &'a mut [T],
+    products: &'a mut [T],
+    gemm_a: &'a mut [T],
+}
+
+fn carve_fwd_scratch<'a, T: Float>(buf: &'a mut [T], d: &Dims) -> FwdScratch<'a, T> {
     let (b, h) = (d.batch, d.hidden);
     let mut c = Carver::new(buf);
-    let bias = c.take(d.gates * h + h);
-    let h0 = c.take(b * d.hout);
-    let c0 = c.take(if d.has_c() { b * h } else { 0 });
-    let products = c.take(if matches!(d.cell, CellKind::Gru { .. }) {
-        b * 3 * h
-    } else {
-        0
-    });
-    (bias, h0, c0, products)
+    let gru = matches!(d.cell, CellKind::Gru { .. });
+    FwdScratch {
+        h0: c.take(b * d.hout),
+        c0: c.take(if d.has_c() { b * h } else { 0 }),
+        products: c.take(if gru { b * 3 * h } else { 0 }),
+        gemm_a: c.take(gemm_a_len(d)),
+    }
 }
 
 /// One direction of one layer forward over `input` (`[T*B, in]`, time-major): outputs into
@@ -187,7 +166,12 @@ fn forward_dir<T: Float>(
 ) {
     let d = call.dims();
     let spec = call.spec(layer, dir);
-    let (bias_buf, h0, c0, products) = carve_fwd_scratch(scratch, &d);
+    let FwdScratch {
+        h0,
+        c0,
+        products,
+        gemm_a,
+    } = carve_fwd_scratch(scratch, &d);
     // The initial state is copied: the loop reads it for resets while `state` gets the final.
     let (hr, cr) = (
         call.state_range(layer, dir, d.hout),
@@ -197,13 +181,15 @@ fn forward_dir<T: Float>(
     if d.has_c() {
         c0.copy_from_slice(&state.c[cr.clone()]);
     }
-    let w = call.weights(layer, dir, bias_buf);
+    let (w, step) = call.prepared.dir(call.params, layer, dir);
     let x = MatRef::row_major(input, d.steps * d.batch, spec.input, spec.input);
     let y = out.view(&d, dir);
     let run = DirForward {
         spec,
         arch: call.arch,
         w,
+        step,
+        gemm_a,
         x,
         masks: call.masks,
         h0,
@@ -416,6 +402,7 @@ pub(crate) fn backward<T: Float>(
             let spec = call.spec(layer, dir);
             let tape_at = rl.layer_start[layer] + dir * tape_len;
             let tape = tape_ref(&reserve[tape_at..tape_at + tape_len], &rl.tape);
+            let FwdScratch { gemm_a, .. } = carve_fwd_scratch(&mut *fwd_scratch, &d);
             let mut sc = Carver::new(&mut *bwd_buf);
             let scratch = BwdScratch {
                 dg: sc.take(bl.dg),
@@ -424,13 +411,13 @@ pub(crate) fn backward<T: Float>(
                 dc: sc.take(bl.dc),
                 step: sc.take(bl.step),
                 dh_all: sc.take(bl.dh_all),
+                gemm_a,
             };
             let (hr, cr) = (
                 call.state_range(layer, dir, d.hout),
                 call.state_range(layer, dir, d.hidden),
             );
-            let bias_buf = &mut fwd_scratch[..d.gates * d.hidden + d.hidden];
-            let w = call.weights(layer, dir, bias_buf);
+            let (w, step) = call.prepared.dir(call.params, layer, dir);
             let d_c = if d.has_c() {
                 &mut d_state.c[cr]
             } else {
@@ -440,6 +427,7 @@ pub(crate) fn backward<T: Float>(
                 spec,
                 arch: call.arch,
                 w,
+                step,
                 x: MatRef::row_major(input, rows, in_width, in_width),
                 masks: call.masks,
                 tape,

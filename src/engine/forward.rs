@@ -13,8 +13,11 @@ use fused_rnn_kernels::pointwise::lstm::{LstmFwdPointwise, lstm_fwd_pointwise};
 use fused_rnn_kernels::pointwise::rnn::{RnnFwdPointwise, rnn_fwd_pointwise};
 use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef, Rows, RowsMut, gemm};
 
-use super::{DirSpec, DirWeights, Masks, SeqViewMut, read_write, rows, rows_mut};
+use super::{
+    DirSpec, DirWeights, Masks, SeqViewMut, StepWeights, mat_mut, read_write, rows, rows_mut,
+};
 use crate::layout::block;
+use fused_rnn_kernels::gemm::packed::gemm_packed;
 
 /// One direction's saved activations (see [`crate::layout`]).
 #[derive(Debug)]
@@ -36,6 +39,10 @@ pub(crate) struct DirForward<'a, T> {
     pub spec: DirSpec,
     pub arch: Arch,
     pub w: DirWeights<'a, T>,
+    /// The recurrent weights, packed.
+    pub step: StepWeights<'a, T>,
+    /// `gemm_packed`'s scratch.
+    pub gemm_a: &'a mut [T],
     /// `[T*B, I]`, time-major rows.
     pub x: MatRef<'a, T>,
     pub masks: Masks<'a>,
@@ -82,13 +89,8 @@ impl<'a, T: Float> DirForward<'a, T> {
         }
         // The input projection of every step in one GEMM.
         let rows = s.steps * b;
-        gemm(
-            T::ONE,
-            self.x,
-            self.w.w_ih_t(&s),
-            T::ZERO,
-            MatMut::row_major(self.tape.gates, rows, s.gh(), s.gh()),
-        );
+        let gates = MatMut::row_major(self.tape.gates, rows, s.gh(), s.gh());
+        gemm(T::ONE, self.x, self.w.w_ih_t(&s), T::ZERO, gates);
         for k in 0..s.steps {
             let t = s.time(k);
             let (entry, exit) = (pos(s.entry(t)), pos(s.exit(t)));
@@ -122,8 +124,7 @@ impl<'a, T: Float> DirForward<'a, T> {
     fn step(&mut self, t: usize, entry: usize, exit: usize) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
-        let arch = self.arch;
-        let w = self.w;
+        let (arch, w, step) = (self.arch, self.w, self.step);
         let gates = &mut self.tape.gates[t * b * gh..(t + 1) * b * gh];
         let (h_prev, h_next) = read_write(self.tape.h, b * hout, entry, exit);
         let slot = if self.tape.extra_slots > 0 {
@@ -131,126 +132,127 @@ impl<'a, T: Float> DirForward<'a, T> {
         } else {
             0
         };
-        let extra = if self.tape.extra.is_empty() {
-            &mut [][..]
+        let extra: &mut [T] = if self.tape.extra.is_empty() {
+            &mut []
         } else {
             &mut self.tape.extra[slot * b * h..(slot + 1) * b * h]
         };
         let h_prev_m = MatRef::row_major(h_prev, b, hout, hout);
         match s.cell {
             CellKind::Rnn(nonlinearity) => {
-                gemm(
-                    T::ONE,
+                gemm_packed(
+                    arch,
                     h_prev_m,
-                    w.w_hh_t(&s, 0..1),
+                    step.first,
                     T::ONE,
-                    MatMut::row_major(gates, b, gh, gh),
+                    mat_mut(gates, b, gh),
+                    self.gemm_a,
                 );
+                let h = rows_mut(h_next, b, hout);
                 rnn_fwd_pointwise(
                     arch,
                     RnnFwdPointwise {
                         gates: rows_mut(gates, b, gh),
                         bias: w.bias,
                         nonlinearity,
-                        h: rows_mut(h_next, b, hout),
+                        h,
                     },
                 );
             }
             CellKind::Lstm => {
-                gemm(
-                    T::ONE,
+                gemm_packed(
+                    arch,
                     h_prev_m,
-                    w.w_hh_t(&s, 0..4),
+                    step.first,
                     T::ONE,
-                    MatMut::row_major(gates, b, gh, gh),
+                    mat_mut(gates, b, gh),
+                    self.gemm_a,
                 );
                 let (c_prev, c_next) = read_write(self.tape.c, b * h, entry, exit);
                 // A projected LSTM keeps o*tanh(c) in `extra` and projects it into h.
-                let projected = s.proj > 0;
-                let m: &mut [T] = if projected { &mut *extra } else { &mut *h_next };
-                lstm_fwd_pointwise(
-                    arch,
-                    LstmFwdPointwise {
-                        gates: rows_mut(gates, b, gh),
-                        bias: w.bias,
-                        c_prev: rows(c_prev, b, h),
-                        c: rows_mut(c_next, b, h),
-                        h: rows_mut(m, b, h),
-                    },
-                );
-                if let (true, Some(w_hr)) = (projected, w.w_hr) {
-                    let w_hr_t = MatRef::new(w_hr, h, s.proj, 1, h);
+                let m: &mut [T] = if s.proj > 0 {
+                    &mut *extra
+                } else {
+                    &mut *h_next
+                };
+                let pass = LstmFwdPointwise {
+                    gates: rows_mut(gates, b, gh),
+                    bias: w.bias,
+                    c_prev: rows(c_prev, b, h),
+                    c: rows_mut(c_next, b, h),
+                    h: rows_mut(m, b, h),
+                };
+                lstm_fwd_pointwise(arch, pass);
+                if let (true, Some(w_hr)) = (s.proj > 0, step.second) {
                     let m = MatRef::row_major(&*extra, b, h, h);
-                    gemm(
-                        T::ONE,
+                    gemm_packed(
+                        arch,
                         m,
-                        w_hr_t,
+                        w_hr,
                         T::ZERO,
-                        MatMut::row_major(h_next, b, hout, hout),
+                        mat_mut(h_next, b, hout),
+                        self.gemm_a,
                     );
                 }
             }
             CellKind::Gru { reset_after: true } => {
                 let hidden = &mut self.scratch[..b * gh];
-                gemm(
-                    T::ONE,
-                    h_prev_m,
-                    w.w_hh_t(&s, 0..3),
-                    T::ZERO,
-                    MatMut::row_major(hidden, b, gh, gh),
-                );
-                gru_fwd_pointwise(
+                gemm_packed(
                     arch,
-                    GruFwdPointwise {
-                        gates: rows_mut(gates, b, gh),
-                        hidden_gates: rows(hidden, b, gh),
-                        bias: w.bias,
-                        bias_hn: w.bias_hn,
-                        h_prev: rows(h_prev, b, h),
-                        hn: rows_mut(extra, b, h),
-                        h: rows_mut(h_next, b, h),
-                    },
+                    h_prev_m,
+                    step.first,
+                    T::ZERO,
+                    mat_mut(hidden, b, gh),
+                    self.gemm_a,
                 );
+                let pass = GruFwdPointwise {
+                    gates: rows_mut(gates, b, gh),
+                    hidden_gates: rows(hidden, b, gh),
+                    bias: w.bias,
+                    bias_hn: w.bias_hn,
+                    h_prev: rows(h_prev, b, h),
+                    hn: rows_mut(extra, b, h),
+                    h: rows_mut(h_next, b, h),
+                };
+                gru_fwd_pointwise(arch, pass);
             }
             CellKind::Gru { reset_after: false } => {
                 let (hidden_rz, rest) = self.scratch.split_at_mut(b * 2 * h);
                 let hidden_n = &mut rest[..b * h];
-                gemm(
-                    T::ONE,
+                gemm_packed(
+                    arch,
                     h_prev_m,
-                    w.w_hh_t(&s, 0..2),
+                    step.first,
                     T::ZERO,
-                    MatMut::row_major(hidden_rz, b, 2 * h, 2 * h),
+                    mat_mut(hidden_rz, b, 2 * h),
+                    self.gemm_a,
                 );
-                gru_fwd_pointwise_gates(
+                let pass = GruFwdPointwiseGates {
+                    gates: rows_mut(gates, b, gh),
+                    hidden_gates: rows(hidden_rz, b, 2 * h),
+                    bias: w.bias,
+                    h_prev: rows(h_prev, b, h),
+                    rh: rows_mut(extra, b, h),
+                };
+                gru_fwd_pointwise_gates(arch, pass);
+                let w_hn = step.second.expect("packed for a reset-before GRU");
+                gemm_packed(
                     arch,
-                    GruFwdPointwiseGates {
-                        gates: rows_mut(gates, b, gh),
-                        hidden_gates: rows(hidden_rz, b, 2 * h),
-                        bias: w.bias,
-                        h_prev: rows(h_prev, b, h),
-                        rh: rows_mut(extra, b, h),
-                    },
-                );
-                let rh = MatRef::row_major(&*extra, b, h, h);
-                gemm(
-                    T::ONE,
-                    rh,
-                    w.w_hh_t(&s, 2..3),
+                    MatRef::row_major(&*extra, b, h, h),
+                    w_hn,
                     T::ZERO,
-                    MatMut::row_major(hidden_n, b, h, h),
+                    mat_mut(hidden_n, b, h),
+                    self.gemm_a,
                 );
-                gru_fwd_pointwise_out(
-                    arch,
-                    GruFwdPointwiseOut {
-                        gates: rows_mut(gates, b, gh),
-                        hidden_n: rows(hidden_n, b, h),
-                        bias: w.bias,
-                        bias_hn: w.bias_hn,
-                        h_prev: rows(h_prev, b, h),
-                        h: rows_mut(h_next, b, h),
-                    },
-                );
+                let pass = GruFwdPointwiseOut {
+                    gates: rows_mut(gates, b, gh),
+                    hidden_n: rows(hidden_n, b, h),
+                    bias: w.bias,
+                    bias_hn: w.bias_hn,
+                    h_prev: rows(h_prev, b, h),
+                    h: rows_mut(h_next, b, h),
+                };
+                gru_fwd_pointwise_out(arch, pass);
             }
         }
     }

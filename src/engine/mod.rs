@@ -11,6 +11,7 @@ pub(crate) mod backward;
 pub(crate) mod driver;
 pub(crate) mod forward;
 
+use fused_rnn_kernels::gemm::packed::PackedRef;
 use fused_rnn_kernels::{CellKind, Float, MatRef, Rows, RowsMut};
 
 /// One layer and direction's shape.
@@ -29,6 +30,25 @@ pub(crate) struct DirSpec {
 }
 
 impl DirSpec {
+    /// Layer `layer`, direction `dir` (1 = reverse) of `config` over `steps` x `batch`.
+    pub fn of(
+        config: &crate::Config,
+        layer: usize,
+        dir: usize,
+        steps: usize,
+        batch: usize,
+    ) -> Self {
+        DirSpec {
+            cell: config.cell,
+            input: config.layer_input_size(layer),
+            hidden: config.hidden_size,
+            hout: config.state_size(),
+            proj: config.proj_size,
+            reverse: dir == 1,
+            steps,
+            batch,
+        }
+    }
     pub fn gh(&self) -> usize {
         self.cell.gates() * self.hidden
     }
@@ -59,10 +79,10 @@ impl DirSpec {
 pub(crate) struct DirWeights<'a, T> {
     /// `[G*H, I]`.
     pub w_ih: &'a [T],
+    /// `W_ih^T` row-major, `[I, G*H]` (prepared for the input projection; empty in backward).
+    pub w_ih_t: &'a [T],
     /// `[G*H, Hout]`.
     pub w_hh: &'a [T],
-    /// `[P, H]`.
-    pub w_hr: Option<&'a [T]>,
     /// `[G*H]`: `b_ih + b_hh`, except GRU's n block, which holds `b_in` alone.
     pub bias: &'a [T],
     /// `[H]`: GRU's `b_hn` (zeros otherwise).
@@ -70,9 +90,9 @@ pub(crate) struct DirWeights<'a, T> {
 }
 
 impl<'a, T: Float> DirWeights<'a, T> {
-    /// `W_ih^T`, `[I, G*H]`.
+    /// `W_ih^T`, `[I, G*H]`, row-major (prepared).
     pub fn w_ih_t(&self, s: &DirSpec) -> MatRef<'a, T> {
-        MatRef::new(self.w_ih, s.input, s.gh(), 1, s.input)
+        MatRef::row_major(self.w_ih_t, s.input, s.gh(), s.gh())
     }
     /// Rows `gate_start*H .. gate_end*H` of `W_hh`, transposed: `[Hout, n*H]`.
     pub fn w_hh_t(&self, s: &DirSpec, gates: std::ops::Range<usize>) -> MatRef<'a, T> {
@@ -104,6 +124,25 @@ impl<'a, T: Float> DirWeights<'a, T> {
             s.input,
             s.input,
         )
+    }
+}
+
+/// One direction's recurrent weights packed for the per-step products (see [`crate::prepared`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepWeights<'a, T> {
+    /// The recurrent product's weight: forward `W_hh^T`, backward `W_hh` (r, z blocks only for
+    /// a reset-before GRU).
+    pub first: PackedRef<'a, T>,
+    /// The second product's: `W_hn` (reset-before GRU) or `W_hr` (projected LSTM), transposed
+    /// forward.
+    pub second: Option<PackedRef<'a, T>>,
+}
+
+/// The gate blocks of the first recurrent product.
+pub(crate) fn first_gates(s: &DirSpec) -> std::ops::Range<usize> {
+    match s.cell {
+        CellKind::Gru { reset_after: false } => 0..2,
+        cell => 0..cell.gates(),
     }
 }
 
@@ -246,4 +285,18 @@ pub(crate) fn rows_mut<T>(data: &mut [T], rows: usize, cols: usize) -> RowsMut<'
 /// `Rows` over `rows` packed rows of `cols`.
 pub(crate) fn rows<T>(data: &[T], rows: usize, cols: usize) -> Rows<'_, T> {
     Rows::contiguous(data, rows, cols)
+}
+
+/// A row-major `rows x cols` matrix over packed rows.
+pub(crate) fn mat<T>(data: &[T], rows: usize, cols: usize) -> MatRef<'_, T> {
+    MatRef::row_major(data, rows, cols, cols)
+}
+
+/// The mutable twin of [`mat`].
+pub(crate) fn mat_mut<T>(
+    data: &mut [T],
+    rows: usize,
+    cols: usize,
+) -> fused_rnn_kernels::MatMut<'_, T> {
+    fused_rnn_kernels::MatMut::row_major(data, rows, cols, cols)
 }

@@ -1,29 +1,19 @@
-//! General matrix multiply behind checked views: the one place the kernels call into a GEMM.
+//! Matrix products behind checked views.
 //!
-//! `C <- alpha * A * B + beta * C` with BLAS semantics (never the `gemm` crate's swapped
-//! alpha/beta): when `beta == 0`, C is not read, so it may hold NaN or garbage. Views carry
-//! their own row and column strides, so transposes are free (`MatRef::t`).
+//! * [`gemm`]: `C <- alpha * A * B + beta * C` with BLAS semantics for any strides, by the
+//!   `gemm` crate (its AVX-512 kernels), the fastest of matrixmultiply, faer and gemm at the
+//!   large products of an RNN (input projection, weight gradients, dx; see the README's
+//!   performance section). Its swapped alpha/beta stay inside this file.
+//! * [`packed`]: `C <- A W + beta C` with `W` packed once, our own kernel for the per-step
+//!   products, where it beats all three.
+//!
+//! When `beta == 0`, C is not read, so it may hold NaN or garbage. Views carry their own row
+//! and column strides, so transposes are free (`MatRef::t`). This file holds the crate's
+//! only `unsafe` call.
 
 use crate::float::Float;
 
-/// matrixmultiply's `sgemm` / `dgemm` signature (see [`Float`]'s hidden `RAW_GEMM`).
-#[doc(hidden)]
-pub type RawGemm<T> = unsafe fn(
-    usize,
-    usize,
-    usize,
-    T,
-    *const T,
-    isize,
-    isize,
-    *const T,
-    isize,
-    isize,
-    T,
-    *mut T,
-    isize,
-    isize,
-);
+pub mod packed;
 
 /// The largest offset a `rows x cols` view with strides `rs`, `cs` touches, plus one, or
 /// `None` if it overflows. Empty views touch nothing.
@@ -155,6 +145,32 @@ impl<'a, T> MatRef<'a, T> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+    /// The column stride.
+    pub fn col_stride(&self) -> usize {
+        self.cs
+    }
+    /// The row stride.
+    pub fn row_stride(&self) -> usize {
+        self.rs
+    }
+    /// The underlying slice (element (i, j) is at `i * row_stride + j * col_stride`).
+    pub fn data(&self) -> &'a [T] {
+        self.data
+    }
+    /// Row `i` as a slice (for views whose rows are contiguous).
+    ///
+    /// # Panics
+    /// If `i` is out of bounds or the column stride is not 1.
+    #[inline]
+    #[track_caller]
+    pub fn row(&self, i: usize) -> &'a [T] {
+        assert!(
+            i < self.rows && self.cs == 1,
+            "MatRef::row: row {i} of {}",
+            self.rows
+        );
+        &self.data[i * self.rs..i * self.rs + self.cols]
+    }
     /// Element (i, j).
     ///
     /// # Panics
@@ -231,6 +247,24 @@ impl<'a, T> MatMut<'a, T> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+    /// The column stride.
+    pub fn col_stride(&self) -> usize {
+        self.cs
+    }
+    /// Row `i` as a slice (for views whose rows are contiguous).
+    ///
+    /// # Panics
+    /// If `i` is out of bounds or the column stride is not 1.
+    #[inline]
+    #[track_caller]
+    pub fn row_mut(&mut self, i: usize) -> &mut [T] {
+        assert!(
+            i < self.rows && self.cs == 1,
+            "MatMut::row_mut: row {i} of {}",
+            self.rows
+        );
+        &mut self.data[i * self.rs..i * self.rs + self.cols]
+    }
     /// Element (i, j).
     ///
     /// # Panics
@@ -276,27 +310,36 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
         scale(beta, c);
         return;
     }
+    // The gemm crate computes `dst <- alpha * dst + beta * lhs * rhs` (reading dst only when
+    // `read_dst`): its alpha is our beta and its beta our alpha.
+    let read_dst = beta != T::ZERO;
     // SAFETY: the views were bounds-checked when made: every (i, j) of A (m x k), B (k x n)
     // and C (m x n) lies inside its slice (`extent` in `MatRef::new` / `MatMut::new`), the
     // shapes agree (asserted above), strides fit in isize (asserted in `new`), C's elements
     // do not alias (`non_aliasing`), and C is borrowed mutably while A and B are shared
-    // borrows, so C overlaps neither. m, n, k > 0 here.
+    // borrows, so C overlaps neither. m, n, k > 0 here; T is f32 or f64 (sealed `Float`),
+    // types the gemm crate supports; `Parallelism::None` runs on this thread only.
     unsafe {
-        (T::RAW_GEMM)(
+        ::gemm::gemm::<T>(
             m,
-            k,
             n,
-            alpha,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
+            k,
             c.data.as_mut_ptr(),
-            c.rs as isize,
             c.cs as isize,
+            c.rs as isize,
+            read_dst,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            ::gemm::Parallelism::None,
         );
     }
 }

@@ -1,0 +1,582 @@
+//! `C <- A W + beta C` where `W` is packed once and reused by many products: the recurrent
+//! step, whose weights stay the same for all T steps of a call.
+//!
+//! A general GEMM packs both operands on every call; at the step shapes of an RNN (a few to a
+//! few dozen rows of A against a `K x N` weight of megabytes) re-packing `W` each step costs
+//! as much memory traffic as the product itself. Here [`pack`] lays `W` out once in column
+//! panels of [`panel_width`] columns (`K` rows each, the last panel zero-padded), and
+//! [`gemm_packed`] streams each panel exactly once per product while a register-blocked
+//! microkernel keeps `MR x NV` accumulators of the panel in registers and broadcasts A's
+//! elements from its rows as they are (A is not packed: it is small and read in order).
+//!
+//! The microkernel's shape follows the register file: with 32 registers (AVX-512) 12 rows x
+//! 2 registers, with 16 (AVX2) 6 x 2, scalar 4 x 8. The packed layout depends only on the
+//! element type, not on the instruction set, so one packing serves every path.
+
+use pulp::{Arch, Simd, WithSimd};
+
+use super::{MatMut, MatRef};
+use crate::float::Float;
+use crate::lanes::V;
+
+/// Columns per packed panel: 128 bytes of a row (32 f32 or 16 f64).
+pub fn panel_width<T: Float>() -> usize {
+    128 / core::mem::size_of::<T>()
+}
+
+/// Elements [`pack`] writes for a `k x n` matrix.
+pub fn packed_len<T: Float>(k: usize, n: usize) -> usize {
+    k * n.div_ceil(panel_width::<T>()) * panel_width::<T>()
+}
+
+/// A packed `k x n` right operand (see the module docs).
+#[derive(Clone, Copy, Debug)]
+pub struct PackedRef<'a, T> {
+    data: &'a [T],
+    k: usize,
+    n: usize,
+}
+
+impl<'a, T: Float> PackedRef<'a, T> {
+    /// A view of a buffer [`pack`] filled for a `k x n` matrix (kept elsewhere, e.g. cached).
+    ///
+    /// # Panics
+    /// If `data` is shorter than [`packed_len`].
+    pub fn from_packed(data: &'a [T], k: usize, n: usize) -> Self {
+        assert!(
+            data.len() >= packed_len::<T>(k, n),
+            "PackedRef::from_packed: buffer too short"
+        );
+        PackedRef { data, k, n }
+    }
+    /// Rows of the packed matrix (the product's inner dimension).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Panel `p`: `k` rows of [`panel_width`] elements.
+    fn panel(&self, p: usize) -> &[T] {
+        let len = self.k * panel_width::<T>();
+        &self.data[p * len..(p + 1) * len]
+    }
+}
+
+/// Packs `w` (`k x n`, any strides) into `out` (at least [`packed_len`] long): panel `p`
+/// holds rows `0..k` of columns `p*NR..(p+1)*NR`, zero-padded past `n`.
+///
+/// Row-major sources copy row segments; column-major ones (a transposed row-major matrix,
+/// as `W_hh^T` is) transpose one panel at a time, reading its columns in parallel streams.
+///
+/// # Panics
+/// If `out` is too short.
+pub fn pack<'a, T: Float>(w: MatRef<'_, T>, out: &'a mut [T]) -> PackedRef<'a, T> {
+    let (k, n, nr) = (w.rows(), w.cols(), panel_width::<T>());
+    let len = packed_len::<T>(k, n);
+    assert!(
+        out.len() >= len,
+        "pack: needs {len} elements, has {}",
+        out.len()
+    );
+    let out = &mut out[..len];
+    if k > 0 {
+        for (p, panel) in out.chunks_exact_mut(k * nr).enumerate() {
+            let (c0, width) = (p * nr, nr.min(n - p * nr));
+            if w.col_stride() == 1 {
+                pack_rows(w, panel, c0, width);
+            } else if w.row_stride() == 1 {
+                pack_cols(w, panel, c0, width);
+            } else {
+                for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                    for (c, d) in dst.iter_mut().enumerate() {
+                        *d = if c < width {
+                            *w.at(row, c0 + c)
+                        } else {
+                            T::ZERO
+                        };
+                    }
+                }
+            }
+        }
+    }
+    PackedRef { data: out, k, n }
+}
+
+/// One panel from a row-major source: row segments copied as they are.
+fn pack_rows<T: Float>(w: MatRef<'_, T>, panel: &mut [T], c0: usize, width: usize) {
+    let nr = panel_width::<T>();
+    for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
+        dst[..width].copy_from_slice(&w.row(row)[c0..c0 + width]);
+        dst[width..].fill(T::ZERO);
+    }
+}
+
+/// One panel from a column-major source: its columns are contiguous, so copy blocks of
+/// `BLOCK` rows from each column, keeping the panel rows being written in L1.
+fn pack_cols<T: Float>(w: MatRef<'_, T>, panel: &mut [T], c0: usize, width: usize) {
+    const BLOCK: usize = 16;
+    let (k, nr) = (w.rows(), panel_width::<T>());
+    let wt = w.t();
+    for k0 in (0..k).step_by(BLOCK) {
+        let rows = BLOCK.min(k - k0);
+        let dst = &mut panel[k0 * nr..(k0 + rows) * nr];
+        for c in 0..nr {
+            if c < width {
+                let src = &wt.row(c0 + c)[k0..k0 + rows];
+                for (r, &v) in src.iter().enumerate() {
+                    dst[r * nr + c] = v;
+                }
+            } else {
+                for r in 0..rows {
+                    dst[r * nr + c] = T::ZERO;
+                }
+            }
+        }
+    }
+}
+
+/// `C <- A W + beta C` (BLAS semantics: `beta == 0` never reads C), with `W` packed by
+/// [`pack`]. `A` is `m x k` with contiguous rows or contiguous columns; `C` is `m x n` with
+/// contiguous rows. `scratch` holds [`a_scratch_len`] elements (used for row-major A only).
+///
+/// Blocking (fixed by the shapes, so results never depend on anything else): A in blocks of
+/// [`MC`] rows and [`KC`] columns that stay in L2 while every panel's `KC` rows meet them. A
+/// row-major block is first copied column-major into `scratch` (BLIS's packing of A): the
+/// microkernel then reads a step's `MR` values from one place instead of `MR` rows, which at
+/// row strides that are multiples of 4 KiB all fall into one cache set and evict each other.
+///
+/// # Panics
+/// If the shapes disagree, `C`'s rows or both of `A`'s strides are not contiguous, or
+/// `scratch` is too short for a row-major `A`.
+#[track_caller]
+pub fn gemm_packed<T: Float>(
+    arch: Arch,
+    a: MatRef<'_, T>,
+    w: PackedRef<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+    scratch: &mut [T],
+) {
+    assert!(
+        a.cols() == w.k && c.rows() == a.rows() && c.cols() == w.n,
+        "gemm_packed: shapes"
+    );
+    assert!(
+        a.col_stride() == 1 || a.row_stride() == 1,
+        "gemm_packed: A needs a unit stride"
+    );
+    assert!(
+        c.col_stride() == 1,
+        "gemm_packed: C's rows must be contiguous"
+    );
+    let col_major = a.col_stride() != 1;
+    if !col_major {
+        let need = a_scratch_len(a.rows(), a.cols());
+        assert!(
+            scratch.len() >= need,
+            "gemm_packed: scratch needs {need}, has {}",
+            scratch.len()
+        );
+    }
+    if a.rows() == 0 || w.n == 0 {
+        return;
+    }
+    arch.dispatch(Product {
+        a,
+        w,
+        beta,
+        c,
+        scratch,
+        col_major,
+    });
+}
+
+/// Rows of A per block (a multiple of every microkernel height).
+pub const MC: usize = 480;
+/// Columns of A (rows of a panel) per block.
+pub const KC: usize = 512;
+
+/// The scratch [`gemm_packed`] needs for an `m x k` row-major `A`: one `MC x KC` block.
+pub fn a_scratch_len(m: usize, k: usize) -> usize {
+    m.min(MC) * k.min(KC)
+}
+
+struct Product<'a, 's, T> {
+    a: MatRef<'a, T>,
+    w: PackedRef<'a, T>,
+    beta: T,
+    c: MatMut<'a, T>,
+    scratch: &'s mut [T],
+    col_major: bool,
+}
+
+impl<T: Float> WithSimd for Product<'_, '_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let lanes = T::lanes::<S>();
+        let regs = panel_width::<T>() / lanes;
+        if S::REGISTER_COUNT >= 32 && regs.is_multiple_of(2) {
+            self.run::<S, 12, 2>(s);
+        } else if lanes > 1 && regs.is_multiple_of(2) {
+            self.run::<S, 6, 2>(s);
+        } else {
+            self.run::<S, 4, 8>(s);
+        }
+    }
+}
+
+/// A's block in column-major form: element (r, kk) of the block at `data[kk * cs + r]`.
+#[derive(Clone, Copy)]
+struct Block<'a, T> {
+    data: &'a [T],
+    cs: usize,
+}
+
+impl<T: Float> Product<'_, '_, T> {
+    #[inline(always)]
+    fn run<S: Simd, const MR: usize, const NV: usize>(self, s: S) {
+        let Product {
+            a,
+            w,
+            beta,
+            mut c,
+            scratch,
+            col_major,
+        } = self;
+        let (m, k, n) = (a.rows(), w.k, w.n);
+        let (nr, lanes) = (panel_width::<T>(), T::lanes::<S>());
+        let sub = NV * lanes;
+        for m0 in (0..m).step_by(MC) {
+            let m1 = (m0 + MC).min(m);
+            for k0 in (0..k.max(1)).step_by(KC) {
+                let k1 = (k0 + KC).min(k);
+                // Later K blocks add to what the first one wrote.
+                let beta = if k0 == 0 { beta } else { T::ONE };
+                let block = if col_major {
+                    let cs = a.col_stride();
+                    Block {
+                        data: &a.data()[k0 * cs + m0..],
+                        cs,
+                    }
+                } else {
+                    Block {
+                        data: pack_a_block(a, (m0, m1), (k0, k1), scratch),
+                        cs: m1 - m0,
+                    }
+                };
+                for p in 0..n.div_ceil(nr) {
+                    let (regs, _) = T::v_split::<S>(w.panel(p));
+                    for s0 in (0..nr).step_by(sub) {
+                        let col0 = p * nr + s0;
+                        if col0 >= n {
+                            break;
+                        }
+                        let tile = Tile {
+                            block,
+                            regs,
+                            k0,
+                            k1,
+                            r: 0,
+                            row0: m0,
+                            col0,
+                            width: sub.min(n - col0),
+                            sub_reg: s0 / lanes,
+                            regs_per_row: nr / lanes,
+                        };
+                        let (rows, full) = (m1 - m0, (m1 - m0) / MR * MR);
+                        for r in (0..full).step_by(MR) {
+                            Tile { r, ..tile }.run::<MR, NV>(s, beta, &mut c);
+                        }
+                        if full < rows {
+                            Tile { r: full, ..tile }.run_rows::<NV>(s, rows - full, beta, &mut c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies rows `m0..m1`, columns `k0..k1` of a row-major `a` column-major into `scratch`.
+#[inline(always)]
+fn pack_a_block<'s, T: Float>(
+    a: MatRef<'_, T>,
+    (m0, m1): (usize, usize),
+    (k0, k1): (usize, usize),
+    scratch: &'s mut [T],
+) -> &'s [T] {
+    let rows = m1 - m0;
+    let out = &mut scratch[..rows * (k1 - k0)];
+    for r in 0..rows {
+        for (kk, &v) in a.row(m0 + r)[k0..k1].iter().enumerate() {
+            out[kk * rows + r] = v;
+        }
+    }
+    out
+}
+
+/// Rows `r..` of an A block against one sub-panel of W over the panel rows `k0..k1`.
+#[derive(Clone, Copy)]
+struct Tile<'a, S: Simd, T: Float> {
+    block: Block<'a, T>,
+    regs: &'a [V<S, T>],
+    k0: usize,
+    k1: usize,
+    /// The first row within the block.
+    r: usize,
+    /// The block's first row in C.
+    row0: usize,
+    col0: usize,
+    width: usize,
+    /// The sub-panel's first register within a panel row.
+    sub_reg: usize,
+    regs_per_row: usize,
+}
+
+impl<S: Simd, T: Float> Tile<'_, S, T> {
+    /// A remainder of fewer rows than the main kernel's, by the largest kernels that fit.
+    #[inline(always)]
+    fn run_rows<const NV: usize>(self, s: S, rows: usize, beta: T, c: &mut MatMut<'_, T>) {
+        let mut done = 0;
+        while done < rows {
+            let t = Tile {
+                r: self.r + done,
+                ..self
+            };
+            done += match rows - done {
+                8.. => t.run::<8, NV>(s, beta, c),
+                4..=7 => t.run::<4, NV>(s, beta, c),
+                2..=3 => t.run::<2, NV>(s, beta, c),
+                _ => t.run::<1, NV>(s, beta, c),
+            };
+        }
+    }
+
+    /// `C[rows, cols] <- A[rows, k0..k1] W_sub + beta C` for `R` rows; returns R.
+    #[inline(always)]
+    fn run<const R: usize, const NV: usize>(self, s: S, beta: T, c: &mut MatMut<'_, T>) -> usize {
+        // An FMA waits for the previous one on its accumulator (4 cycles); with 1 or 2 rows
+        // there are too few accumulators to hide that, so alternate steps go to independent
+        // sets, summed at the end.
+        match R * NV {
+            0..=2 => self.run_sets::<R, NV, 4>(s, beta, c),
+            3..=4 => self.run_sets::<R, NV, 2>(s, beta, c),
+            _ => self.run_sets::<R, NV, 1>(s, beta, c),
+        }
+    }
+
+    /// One step `kk` of the product into `acc`. A method, not a closure: closures do not
+    /// inline into the SIMD context (see `crate::lanes`).
+    #[inline(always)]
+    fn step<const R: usize, const NV: usize>(
+        &self,
+        s: S,
+        data: &[T],
+        cs: usize,
+        at0: usize,
+        kk: usize,
+        acc: &mut [[V<S, T>; NV]; R],
+    ) {
+        let at = at0 + kk * self.regs_per_row;
+        let w_k = &self.regs[at..at + NV];
+        let a_k = &data[kk * cs + self.r..kk * cs + self.r + R];
+        for r in 0..R {
+            let x = T::v_splat(s, a_k[r]);
+            for v in 0..NV {
+                acc[r][v] = T::v_mul_add(s, x, w_k[v], acc[r][v]);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn run_sets<const R: usize, const NV: usize, const SETS: usize>(
+        self,
+        s: S,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) -> usize {
+        let zero = T::v_splat(s, T::ZERO);
+        let mut sets = [[[zero; NV]; R]; SETS];
+        let Block { data, cs } = self.block;
+        let len = self.k1 - self.k0;
+        let at0 = self.k0 * self.regs_per_row + self.sub_reg;
+        // Steps go in groups of SETS so that each set is indexed by a constant (registers).
+        let groups = len / SETS * SETS;
+        for kk in (0..groups).step_by(SETS) {
+            for (j, acc) in sets.iter_mut().enumerate() {
+                self.step(s, data, cs, at0, kk + j, acc);
+            }
+        }
+        for kk in groups..len {
+            self.step(s, data, cs, at0, kk, &mut sets[0]);
+        }
+        let mut acc = sets[0];
+        for set in &sets[1..] {
+            for r in 0..R {
+                for v in 0..NV {
+                    acc[r][v] = T::v_add(s, acc[r][v], set[r][v]);
+                }
+            }
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            let row = &mut c.row_mut(self.row0 + self.r + r)[self.col0..self.col0 + self.width];
+            // Whole registers are plain loads and stores; only a ragged edge goes through
+            // pulp's masked (out-of-line) partial ones.
+            let (regs, tail) = T::v_split_mut::<S>(row);
+            for (out, &a) in regs.iter_mut().zip(acc_r) {
+                *out = if beta == T::ZERO {
+                    a
+                } else {
+                    T::v_mul_add(s, T::v_splat(s, beta), *out, a)
+                };
+            }
+            if !tail.is_empty() {
+                let a = acc_r[regs.len()];
+                let out = if beta == T::ZERO {
+                    a
+                } else {
+                    T::v_mul_add(s, T::v_splat(s, beta), T::v_load_partial(s, tail), a)
+                };
+                T::v_store_partial(s, tail, out);
+            }
+        }
+        R
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::available_archs;
+    use crate::reference::gemm as reference;
+    use crate::testing::{SplitMix, cases, cast, check_close, size, widen};
+
+    fn run<T: Float>(
+        arch: Arch,
+        m: usize,
+        k: usize,
+        n: usize,
+        beta: f64,
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        run_layout::<T>(arch, (m, k, n), false, beta, seed)?;
+        run_layout::<T>(arch, (m, k, n), true, beta, seed)
+    }
+
+    /// `A` row-major, or column-major (a transposed row-major matrix).
+    fn run_layout<T: Float>(
+        arch: Arch,
+        (m, k, n): (usize, usize, usize),
+        col_major: bool,
+        beta: f64,
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        let mut rng = SplitMix::new(seed);
+        let ldc = n + 2;
+        let lda = if col_major { m + 3 } else { k + 3 };
+        fn a_view<X>(d: &[X], (m, k, ld): (usize, usize, usize), col_major: bool) -> MatRef<'_, X> {
+            if col_major {
+                MatRef::new(d, m, k, 1, ld)
+            } else {
+                MatRef::row_major(d, m, k, ld)
+            }
+        }
+        let a = cast::<T>(&rng.vec(m.max(1) * k.max(1) + lda * (m.max(k) + 1), 1.0));
+        let w = cast::<T>(&rng.vec(k * n, 1.0));
+        let mut c = cast::<T>(&rng.vec(m.max(1) * ldc, 1.0));
+        if beta == 0.0 {
+            c.iter_mut().for_each(|x| *x = T::NAN);
+        }
+        let mut want = widen(&c);
+        let (a64, w64) = (widen(&a), widen(&w));
+        reference::gemm(
+            1.0,
+            a_view(&a64, (m, k, lda), col_major),
+            MatRef::row_major(&w64, k, n, n),
+            beta,
+            MatMut::row_major(&mut want, m, n, ldc),
+        );
+        let mut buf = vec![T::NAN; packed_len::<T>(k, n)];
+        // Pack from the transpose's view, as the layers do with W_hh^T.
+        let wt: Vec<T> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+        let packed = pack(MatRef::new(&wt, k, n, 1, k), &mut buf);
+        let mut scratch = vec![T::NAN; a_scratch_len(m, k)];
+        gemm_packed(
+            arch,
+            a_view(&a, (m, k, lda), col_major),
+            packed,
+            T::from_f64(beta),
+            MatMut::row_major(&mut c, m, n, ldc),
+            &mut scratch,
+        );
+        let eps = T::EPSILON.to_f64();
+        check_close(
+            "C",
+            &widen(&c),
+            &want,
+            (4.0 * eps * (k as f64 + 2.0), 4.0 * eps),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(cases(96))]
+
+        #[test]
+        fn matches_reference(m in 0usize..30, k in size(), n in size(), beta in prop::sample::select(vec![0.0, 1.0, 0.5]), seed in any::<u64>()) {
+            for arch in available_archs() {
+                run::<f32>(arch, m, k, n, beta, seed)?;
+                run::<f64>(arch, m, k, n, beta, seed)?;
+            }
+        }
+    }
+
+    /// Past the blocking sizes (several K and M blocks) on the native path.
+    #[test]
+    fn blocked_shapes_match_reference() {
+        let arch = crate::arch();
+        for (m, k, n) in [
+            (MC + 13, KC * 2 + 5, 40),
+            (7, KC * 3 + 1, 33),
+            (MC * 2 + 1, 3, 17),
+        ] {
+            for beta in [0.0, 1.0] {
+                run::<f32>(arch, m, k, n, beta, 9).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn exact_on_small_integers_every_arch() {
+        let (m, k, n) = (13, 70, 45);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 9) as f32 - 4.0).collect();
+        let w: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
+        let mut want = vec![0.0f32; m * n];
+        reference::gemm(
+            1.0,
+            MatRef::row_major(&a, m, k, k),
+            MatRef::row_major(&w, k, n, n),
+            0.0,
+            MatMut::row_major(&mut want, m, n, n),
+        );
+        let mut buf = vec![0.0f32; packed_len::<f32>(k, n)];
+        let packed = pack(MatRef::row_major(&w, k, n, n), &mut buf);
+        for arch in available_archs() {
+            let mut c = vec![f32::NAN; m * n];
+            let mut scratch = vec![0.0; a_scratch_len(m, k)];
+            gemm_packed(
+                arch,
+                MatRef::row_major(&a, m, k, k),
+                packed,
+                0.0,
+                MatMut::row_major(&mut c, m, n, n),
+                &mut scratch,
+            );
+            assert_eq!(c, want, "{arch:?}");
+        }
+    }
+}
