@@ -1,29 +1,33 @@
-//! Buffer layouts: the size formulas of the reserve and the workspace, and the carving of a
-//! buffer into its regions.
+//! Buffer layouts: the size formulas of the reserve and the workspace, how the batch is cut
+//! into chunks, and the carving of buffers into regions.
 //!
 //! Notation: T steps, B sequences, I input size, H hidden size, G gates, P projection size,
 //! `Hout = P if P > 0 else H`, D directions, L layers.
 //!
+//! # Batch chunks
+//!
+//! The batch is cut into `C = clamp(B / 8, 1, 16)` chunks of consecutive sequences, a number
+//! fixed by B alone. Every per-step buffer is *chunk-major*: chunk `c` (sequences `b0..b1`)
+//! owns rows `T*b0 .. T*b1` of a `[T*B][..]` buffer, and its rows run step by step within
+//! that range. A chunk's whole time loop then touches only its own contiguous ranges, so the
+//! chunks (and the directions) run as independent tasks, in parallel or in order, with the
+//! same arithmetic either way.
+//!
 //! # Reserve, per layer and direction (the "tape")
 //!
 //! ```text
-//! gates  [T][B][G*H]      activated gates, indexed by time (the input projection lands here first)
-//! h      [T+1][B][Hout]   states by position: forward, position t is the state entering step t
-//!                         and T the final one; reverse, position t+1 enters step t and 0 is final
-//! c      [T+1][B][H]      the same for c                                          (LSTM)
-//! extra  [T][B][H]        GRU reset-after: W_hn h + b_hn; reset-before: r*h;      (GRU, projected LSTM)
-//!                         projected LSTM: o*tanh(c)
+//! gates  [T*B][G*H]      activated gates (the input projection lands here first)
+//! h      [(T+1)*B][Hout] states by position: forward, position t is the state entering step t
+//!                        and T the final one; reverse, position t+1 enters step t, 0 is final
+//! c      [(T+1)*B][H]    the same for c                                           (LSTM)
+//! extra  [T*B][H]        GRU reset-after: W_hn h + b_hn; reset-before: r*h;        (GRU,
+//!                        projected LSTM: o*tanh(c)                                  projected LSTM)
 //! ```
 //!
-//! plus, after each layer but the last, the next layer's input `[T][B][D*Hout]` and, with
-//! dropout, its mask `[T][B][D*Hout]`. Keeping positions in time order makes the states
-//! entering steps 0..T one contiguous `[T*B, Hout]` matrix in both directions, so the weight
-//! gradient `dW_hh = dG^T H_prev` is a single GEMM.
-//!
-//! # Workspace
-//!
-//! The largest of what `forward`, `forward_train` and `backward` need (see
-//! [`workspace_len`]); its regions are documented where they are carved.
+//! plus, after each layer but the last, the next layer's input, one `[T*B][Hout]` block per
+//! direction, and, with dropout, their masks. Keeping positions in time order makes the states
+//! entering a chunk's steps one contiguous `[T*Bc, Hout]` matrix in both directions, so the
+//! weight gradient `dW_hh = sum over chunks of dG^T H_prev` is a GEMM per chunk.
 
 use std::ops::Range;
 
@@ -33,11 +37,22 @@ use crate::input::SeqShape;
 use fused_rnn_kernels::CellKind;
 use fused_rnn_kernels::gemm::packed::a_scratch_len;
 
+/// The number of batch chunks for `batch` sequences (see the module docs).
+pub(crate) fn batch_chunks(batch: usize) -> usize {
+    (batch / 8).clamp(1, 16)
+}
+
+/// The sequences of chunk `c` of `chunks`.
+pub(crate) fn chunk_range(batch: usize, chunks: usize, c: usize) -> Range<usize> {
+    c * batch / chunks..(c + 1) * batch / chunks
+}
+
 /// The sizes a layout depends on.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Dims {
     pub steps: usize,
     pub batch: usize,
+    pub input: usize,
     pub hidden: usize,
     pub hout: usize,
     pub gates: usize,
@@ -47,7 +62,7 @@ pub(crate) struct Dims {
     pub proj: usize,
     pub dropout: bool,
     pub batch_major: bool,
-    pub input: usize,
+    pub chunks: usize,
 }
 
 impl Dims {
@@ -55,6 +70,7 @@ impl Dims {
         Dims {
             steps: shape.steps,
             batch: shape.batch,
+            input: config.input_size,
             hidden: config.hidden_size,
             hout: config.state_size(),
             gates: config.cell.gates(),
@@ -64,7 +80,7 @@ impl Dims {
             proj: config.proj_size,
             dropout: config.dropout > 0.0,
             batch_major: config.layout == SeqLayout::BatchMajor,
-            input: config.input_size,
+            chunks: batch_chunks(shape.batch),
         }
     }
     /// Whether the cell keeps a per-step `[B][H]` beside the gates (see the module docs).
@@ -74,22 +90,33 @@ impl Dims {
     pub fn has_c(&self) -> bool {
         self.cell.has_cell_state()
     }
-    /// The width of a layer's output step: D * Hout.
-    pub fn out_width(&self) -> usize {
-        self.dirs * self.hout
+    pub fn gh(&self) -> usize {
+        self.gates * self.hidden
+    }
+    /// Sequences of chunk `c`.
+    pub fn chunk(&self, c: usize) -> Range<usize> {
+        chunk_range(self.batch, self.chunks, c)
+    }
+    /// Whether the layer-0 input must be copied into chunk-major order (and dx back out).
+    pub fn reorders_input(&self) -> bool {
+        self.batch_major || self.chunks > 1
+    }
+    /// `T*B*w` elements.
+    pub fn per_row(&self, w: usize) -> Result<usize, Error> {
+        mul(&[self.steps, self.batch, w])
     }
 }
 
-/// The lengths of one direction's tape regions.
+/// The lengths of one direction's tape regions (each chunk-major over the batch).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TapeLens {
     pub gates: usize,
     pub h: usize,
     pub c: usize,
     pub extra: usize,
-    /// h and c positions held (T+1 for training, 2 for inference).
+    /// h and c positions held per sequence (T+1 for training, 2 for inference).
     pub positions: usize,
-    /// extra slots held (T for training, 1 for inference).
+    /// extra slots held per sequence (T for training, 1 for inference).
     pub extra_slots: usize,
 }
 
@@ -110,7 +137,7 @@ impl TapeLens {
             1
         };
         Ok(TapeLens {
-            gates: mul(&[d.steps, d.batch, d.gates, d.hidden])?,
+            gates: mul(&[d.steps, d.batch, d.gh()])?,
             h: mul(&[positions, d.batch, d.hout])?,
             c: if d.has_c() {
                 mul(&[positions, d.batch, d.hidden])?
@@ -131,33 +158,38 @@ impl TapeLens {
 #[derive(Clone, Debug)]
 pub(crate) struct ReserveLayout {
     pub tape: TapeLens,
-    /// Per layer: its start; the layer's D tapes come first, then its output regions.
+    /// Per layer: its start; the layer's D tapes come first, then its output blocks.
     pub layer_start: Vec<usize>,
-    /// Length of a next-layer input (and of its dropout mask).
-    pub next_input: usize,
+    /// One direction's output block (and its dropout mask): `T*B*Hout`.
+    pub out_block: usize,
     pub total: usize,
 }
 
 impl ReserveLayout {
     pub fn new(d: &Dims) -> Result<Self, Error> {
         let tape = TapeLens::new(d, true)?;
-        let next_input = mul(&[d.steps, d.batch, d.out_width()])?;
+        let out_block = d.per_row(d.hout)?;
         let mut layer_start = Vec::with_capacity(d.layers);
         let mut offset = 0usize;
         for layer in 0..d.layers {
             layer_start.push(offset);
             let mut len = mul(&[d.dirs, tape.total()?])?;
             if layer + 1 < d.layers {
-                len = add(&[len, next_input, if d.dropout { next_input } else { 0 }])?;
+                let blocks = mul(&[d.dirs, out_block, if d.dropout { 2 } else { 1 }])?;
+                len = add(&[len, blocks])?;
             }
             offset = add(&[offset, len])?;
         }
         Ok(ReserveLayout {
             tape,
             layer_start,
-            next_input,
+            out_block,
             total: offset,
         })
+    }
+    /// Where layer `layer`'s output blocks (the next layer's input) start.
+    pub fn outputs_at(&self, layer: usize, dirs: usize) -> usize {
+        self.layer_start[layer] + dirs * self.tape.total().expect("checked in new")
     }
 }
 
@@ -166,120 +198,129 @@ pub(crate) fn reserve_len(config: &Config, shape: SeqShape) -> Result<usize, Err
     Ok(ReserveLayout::new(&Dims::new(config, shape))?.total)
 }
 
-/// Per-direction scratch of a forward pass: a copy of the initial state (`B*Hout + B*H`;
-/// resets read it all along), the recurrent products that do not accumulate onto the gates
-/// (GRU: `B*3H`) and the step GEMM's scratch ([`gemm_a_len`]).
-pub(crate) fn fwd_scratch_len(d: &Dims) -> Result<usize, Error> {
-    let products = match d.cell {
-        CellKind::Gru { .. } => mul(&[d.batch, 3, d.hidden])?,
-        _ => 0,
+/// Whether a step product of `rows` rows is split into column ranges (a small batch has too
+/// few rows to split the batch; see `engine::plan::step_product`).
+pub(crate) fn splits_columns(rows: usize) -> bool {
+    rows < 8
+}
+
+/// Scratch of one forward task (a direction's chunk of `rows` sequences): a copy of the
+/// initial state (`rows*(Hout + H)`; resets read it all along), the GRU's recurrent products
+/// (`rows*3H`), the step GEMM's scratch, and, for small batches, the staging of the split
+/// product (`rows*G*H`).
+pub(crate) fn fwd_task_len(d: &Dims, rows: usize) -> usize {
+    let gru = matches!(d.cell, CellKind::Gru { .. });
+    let staging = if splits_columns(rows) {
+        rows * d.gh().max(d.hout)
+    } else {
+        0
     };
-    let init = add(&[mul(&[d.batch, d.hout])?, mul(&[d.batch, d.hidden])?])?;
-    add(&[init, products, gemm_a_len(d)])
+    rows * (d.hout + d.hidden)
+        + if gru { rows * 3 * d.hidden } else { 0 }
+        + step_gemm_len(d, rows)
+        + staging
 }
 
-/// `gemm_packed`'s scratch for the per-step products' left operands (`B` rows of h or of
-/// the gate gradients).
-pub(crate) fn gemm_a_len(d: &Dims) -> usize {
-    a_scratch_len(d.batch, (d.gates * d.hidden).max(d.hout))
+/// Scratch of one backward task: two dL/dh buffers (`2*rows*Hout`), two dL/dc buffers
+/// (`2*rows*H`, LSTM), `rows*H` for `d(r*h)` (reset-before GRU) or `dL/d(o tanh c)`
+/// (projected LSTM), the step GEMM's scratch, and the staging of a split product.
+pub(crate) fn bwd_task_len(d: &Dims, rows: usize) -> usize {
+    let staging = if splits_columns(rows) {
+        rows * d.hout.max(d.hidden)
+    } else {
+        0
+    };
+    let step = if d.cell == (CellKind::Gru { reset_after: false }) || d.proj > 0 {
+        rows * d.hidden
+    } else {
+        0
+    };
+    2 * rows * d.hout
+        + if d.has_c() { 2 * rows * d.hidden } else { 0 }
+        + step
+        + step_gemm_len(d, rows)
+        + staging
 }
 
-/// Per-direction scratch of a backward pass (see [`crate::engine::backward`]).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BwdScratchLens {
-    /// dL/d gate pre-activations, all steps: `T*B*G*H`.
-    pub dg: usize,
-    /// GRU reset-after: the input side of n, `T*B*H`.
-    pub d_an: usize,
-    /// Running dL/dh: two `B*Hout` buffers.
-    pub dh: usize,
-    /// Running dL/dc: two `B*H` buffers (LSTM).
-    pub dc: usize,
-    /// GRU reset-before: `d(r*h)`, `B*H`; projected LSTM: `dL/d(o*tanh(c))`, `B*H`.
-    pub step: usize,
-    /// Projected LSTM: dL/dh for all steps, `T*B*P` (for `dW_hr`).
-    pub dh_all: usize,
+/// `gemm_packed`'s scratch for a step product's left operand (`rows` rows of h or of the
+/// gate gradients), or for the transposed copy a split product reads.
+fn step_gemm_len(d: &Dims, rows: usize) -> usize {
+    let k = d.gh().max(d.hout);
+    a_scratch_len(rows, k).max(rows * k)
 }
 
-impl BwdScratchLens {
-    pub fn new(d: &Dims) -> Result<Self, Error> {
-        let bh = mul(&[d.batch, d.hidden])?;
-        Ok(BwdScratchLens {
-            dg: mul(&[d.steps, d.batch, d.gates, d.hidden])?,
-            d_an: if d.cell == (CellKind::Gru { reset_after: true }) {
-                mul(&[d.steps, bh])?
-            } else {
-                0
-            },
-            dh: mul(&[2, d.batch, d.hout])?,
-            dc: if d.has_c() { mul(&[2, bh])? } else { 0 },
-            step: if d.cell == (CellKind::Gru { reset_after: false }) || d.proj > 0 {
-                bh
-            } else {
-                0
-            },
-            dh_all: if d.proj > 0 {
-                mul(&[d.steps, d.batch, d.proj])?
-            } else {
-                0
-            },
-        })
-    }
-    pub fn total(&self) -> Result<usize, Error> {
-        add(&[self.dg, self.d_an, self.dh, self.dc, self.step, self.dh_all])
-    }
+/// The scratch of all tasks of a layer (`D` directions times the chunks).
+pub(crate) fn tasks_len(d: &Dims, per_task: impl Fn(&Dims, usize) -> usize) -> usize {
+    d.dirs
+        * (0..d.chunks)
+            .map(|c| per_task(d, d.chunk(c).len()))
+            .sum::<usize>()
 }
 
 /// The workspace each entry point needs; [`workspace_len`] is their maximum.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WorkspaceLens {
-    /// Batch-major only: the layer-0 input transposed to time-major, `T*B*I`.
-    pub x_tm: usize,
-    /// Batch-major backward with dx: dL/dx in time-major before it is transposed, `T*B*I`.
-    pub dx_tm: usize,
-    /// Inter-layer buffers: two `T*B*D*Hout` when L > 1.
-    pub layer_io: usize,
-    pub fwd_scratch: usize,
-    pub infer_tape: usize,
-    pub bwd_scratch: usize,
+    /// The layer-0 input in chunk-major order (when it is not already): `T*B*I`.
+    pub x_cm: usize,
+    /// dL/dx in chunk-major order before it goes out (same condition): `T*B*I`.
+    pub dx_cm: usize,
+    /// Two sets of per-direction layer blocks `2*D*T*B*Hout`: inference layer inputs and
+    /// outputs, training's top-layer outputs, backward's dL/d(layer outputs).
+    pub blocks: usize,
+    /// Inference tapes, one per direction (see [`TapeLens`]).
+    pub infer_tapes: usize,
+    /// Backward's per-direction gate gradients `D*T*B*G*H`, plus `D*T*B*H` for the input side
+    /// of a reset-after GRU's n, plus `D*T*B*P` of dL/dh for a projected LSTM's `dW_hr`.
+    pub bwd_grads: usize,
+    pub fwd_tasks: usize,
+    pub bwd_tasks: usize,
 }
 
 impl WorkspaceLens {
     pub fn new(d: &Dims) -> Result<Self, Error> {
-        let xi = if d.batch_major {
-            mul(&[d.steps, d.batch, d.input])?
+        let xi = if d.reorders_input() {
+            d.per_row(d.input)?
+        } else {
+            0
+        };
+        let block = d.per_row(d.hout)?;
+        let dg = mul(&[d.dirs, d.per_row(d.gh())?])?;
+        let d_an = if d.cell == (CellKind::Gru { reset_after: true }) {
+            mul(&[d.dirs, d.per_row(d.hidden)?])?
+        } else {
+            0
+        };
+        let dh_all = if d.proj > 0 {
+            mul(&[d.dirs, d.per_row(d.proj)?])?
         } else {
             0
         };
         Ok(WorkspaceLens {
-            x_tm: xi,
-            dx_tm: xi,
-            layer_io: if d.layers > 1 {
-                mul(&[2, d.steps, d.batch, d.out_width()])?
-            } else {
-                0
-            },
-            fwd_scratch: fwd_scratch_len(d)?,
-            infer_tape: TapeLens::new(d, false)?.total()?,
-            bwd_scratch: BwdScratchLens::new(d)?.total()?,
+            x_cm: xi,
+            dx_cm: xi,
+            blocks: mul(&[2, d.dirs, block])?,
+            infer_tapes: mul(&[d.dirs, TapeLens::new(d, false)?.total()?])?,
+            bwd_grads: add(&[dg, d_an, dh_all])?,
+            fwd_tasks: tasks_len(d, fwd_task_len),
+            bwd_tasks: tasks_len(d, bwd_task_len),
         })
     }
-    /// `forward`: x_tm + layer_io + inference tape + forward scratch.
+    /// `forward`: x_cm + blocks + inference tapes + forward tasks.
     pub fn forward(&self) -> Result<usize, Error> {
-        add(&[self.x_tm, self.layer_io, self.infer_tape, self.fwd_scratch])
+        add(&[self.x_cm, self.blocks, self.infer_tapes, self.fwd_tasks])
     }
-    /// `forward_train`: x_tm + forward scratch.
+    /// `forward_train`: x_cm + blocks + forward tasks.
     pub fn forward_train(&self) -> Result<usize, Error> {
-        add(&[self.x_tm, self.fwd_scratch])
+        add(&[self.x_cm, self.blocks, self.fwd_tasks])
     }
-    /// `backward`: x_tm + dx_tm + layer_io + backward scratch + forward scratch (GEMM).
+    /// `backward`: x_cm + dx_cm + blocks + gradients + backward tasks.
     pub fn backward(&self) -> Result<usize, Error> {
         add(&[
-            self.x_tm,
-            self.dx_tm,
-            self.layer_io,
-            self.bwd_scratch,
-            self.fwd_scratch,
+            self.x_cm,
+            self.dx_cm,
+            self.blocks,
+            self.bwd_grads,
+            self.bwd_tasks,
         ])
     }
 }

@@ -153,9 +153,12 @@ impl<T: Float> Recurrent<T> {
             prepared: slot.get_or_init(|| Prepared::new(&self.config, &self.params, pass)),
             arch: self.arch,
             shape: input.shape,
+            par: self.config.parallelism,
             masks: Masks {
                 lengths: input.lengths,
                 resets: input.resets,
+                b0: 0,
+                full_batch: input.shape.batch,
             },
         }
     }

@@ -26,3 +26,56 @@ proptest! {
         compare(&run_ours::<f32>(&case), &want, (2e-5, 1e-4))?;
     }
 }
+
+/// Shapes that take the parallel paths: several batch chunks (B >= 16) and, for small
+/// batches, step products split by columns (G*H of at least two 32-wide panels).
+fn chunked_config_and_shape() -> impl Strategy<Value = (fused_rnn::Config, fused_rnn::SeqShape)> {
+    use fused_rnn::{CellKind, Config, SeqLayout, SeqShape};
+    let cells = prop::sample::select(CellKind::ALL.to_vec());
+    let batches = prop::sample::select(vec![1usize, 2, 7, 16, 17, 24, 33]);
+    let hiddens = prop::sample::select(vec![16usize, 17, 33]);
+    (
+        cells,
+        batches,
+        hiddens,
+        1usize..4,
+        any::<bool>(),
+        any::<bool>(),
+        1usize..3,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(cell, batch, hidden, steps, bidir, batch_major, layers, proj)| {
+                let proj = if cell == CellKind::Lstm && proj { 5 } else { 0 };
+                let layout = if batch_major {
+                    SeqLayout::BatchMajor
+                } else {
+                    SeqLayout::TimeMajor
+                };
+                let config = Config::lstm(6, hidden)
+                    .with_cell(cell)
+                    .with_layers(layers)
+                    .with_bidirectional(bidir)
+                    .with_proj_size(proj)
+                    .with_layout(layout);
+                (config, SeqShape::new(steps, batch))
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(fused_rnn_kernels::testing::cases(24))]
+
+    #[test]
+    fn chunked_and_split_paths_match_reference(
+        (config, shape) in chunked_config_and_shape(),
+        seed in any::<u64>(),
+        lengths in any::<bool>(),
+        resets in any::<bool>(),
+    ) {
+        let case = Case::random(config, shape, seed, lengths, resets);
+        let want = run_reference(&case);
+        compare(&run_ours::<f64>(&case), &want, (1e-12, 1e-10))?;
+        compare(&run_ours::<f32>(&case), &want, (2e-5, 1e-4))?;
+    }
+}

@@ -27,7 +27,7 @@ pub mod view;
 
 pub use cell::{CellKind, Nonlinearity};
 pub use float::Float;
-pub use gemm::{MatMut, MatRef, gemm};
+pub use gemm::{MatMut, MatRef, gemm, gemm_threads};
 pub use pulp::Arch;
 pub use view::{Rows, RowsMut};
 

@@ -1,10 +1,10 @@
-//! One layer and direction, backward through time: per step (last to first) the pointwise
-//! pass gives the gate gradients and a GEMM carries dL/dh to the step before; after the
-//! loop, the weight gradients and dL/dx are single GEMMs over all steps.
+//! One direction's chunk of sequences, backward through time: per step (last to first) the
+//! pointwise pass gives the gate gradients and a GEMM carries dL/dh to the step before. The
+//! weight gradients and dL/dx are products over all steps (see [`super::products`]).
 //!
-//! Scratch (see [`crate::layout::BwdScratchLens`]): `dg` holds every step's gate gradients
-//! (the recurrent side for a reset-after GRU, whose input side of n is `d_an`); `dh` and `dc`
-//! are two buffers each, the gradient arriving at a step and the one it passes back.
+//! Buffers: `dg` holds every step's gate gradients (the recurrent side for a reset-after
+//! GRU, whose input side of n is `d_an`); `dh` and `dc` are two buffers each, the gradient
+//! arriving at a step and the one it passes back.
 
 use fused_rnn_kernels::pointwise::gru::{
     GruBwdPointwise, GruBwdPointwiseGates, GruBwdPointwiseOut, gru_bwd_pointwise,
@@ -12,11 +12,11 @@ use fused_rnn_kernels::pointwise::gru::{
 };
 use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwise, lstm_bwd_pointwise};
 use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
-use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef, Rows, gemm};
+use fused_rnn_kernels::{Arch, CellKind, Float, Rows};
 
-use super::{DirSpec, DirWeights, Masks, SeqView, StepWeights, mat, mat_mut, rows, rows_mut};
-use crate::params::LayerParamsMut;
-use fused_rnn_kernels::gemm::packed::gemm_packed;
+use super::plan::{StepScratch, step_product};
+use super::{DirSpec, Masks, StepWeights, mat, rows, rows_mut};
+use crate::config::Parallelism;
 
 /// The saved activations of one direction (a training tape, read-only).
 #[derive(Clone, Copy, Debug)]
@@ -27,40 +27,39 @@ pub(crate) struct TapeRef<'a, T> {
     pub extra: &'a [T],
 }
 
-/// One direction's backward scratch.
+/// One chunk's backward scratch and outputs.
 #[derive(Debug)]
 pub(crate) struct BwdScratch<'a, T> {
+    /// `[T][Bc][G*H]` out: the gate gradients.
     pub dg: &'a mut [T],
+    /// `[T][Bc][H]` out: reset-after GRU's input side of n (else empty).
     pub d_an: &'a mut [T],
-    pub dh: &'a mut [T],
-    pub dc: &'a mut [T],
-    pub step: &'a mut [T],
+    /// `[T][Bc][P]` out: dL/dh of a projected LSTM (else empty).
     pub dh_all: &'a mut [T],
-    /// `gemm_packed`'s scratch for row-major left operands.
-    pub gemm_a: &'a mut [T],
+    /// `2*[Bc][Hout]`: the dL/dh carries.
+    pub dh: &'a mut [T],
+    /// `2*[Bc][H]`: the dL/dc carries (LSTM).
+    pub dc: &'a mut [T],
+    /// `[Bc][H]`: `d(r*h)` (reset-before GRU) or dL/d(o tanh c) (projected LSTM).
+    pub step: &'a mut [T],
+    pub product: StepScratch<'a, T>,
 }
 
-/// Everything one direction's backward reads and writes.
+/// Everything one chunk's backward reads and writes (`spec.batch` is the chunk's size).
 pub(crate) struct DirBackward<'a, T> {
     pub spec: DirSpec,
     pub arch: Arch,
-    pub w: DirWeights<'a, T>,
+    pub par: Parallelism,
     /// The recurrent weights, packed for dL/dh = dG W.
     pub step: StepWeights<'a, T>,
-    /// `[T*B, I]`, the forward input.
-    pub x: MatRef<'a, T>,
     pub masks: Masks<'a>,
     pub tape: TapeRef<'a, T>,
-    /// dL/d(this direction's outputs).
-    pub dy: SeqView<'a, T>,
-    /// `[B][Hout]` in: dL/d(final h); out: dL/d(initial h).
+    /// `[T][Bc][Hout]` dL/d(this chunk's outputs).
+    pub dy: &'a [T],
+    /// `[Bc][Hout]` in: dL/d(final h); out: dL/d(initial h).
     pub d_h: &'a mut [T],
-    /// `[B][H]` the same for c (LSTM), else empty.
+    /// `[Bc][H]` the same for c (LSTM), else empty.
     pub d_c: &'a mut [T],
-    /// Gradients, accumulated into.
-    pub grads: LayerParamsMut<'a, T>,
-    /// `[T*B, I]` dL/dx, and whether to add to it (the second direction) or overwrite.
-    pub dx: Option<(MatMut<'a, T>, bool)>,
     pub scratch: BwdScratch<'a, T>,
 }
 
@@ -91,23 +90,19 @@ impl<T: Float> DirBackward<'_, T> {
         // What reaches the initial position is the initial state's gradient.
         add_into(self.d_h, bufs.dh[bufs.cur]);
         add_into(self.d_c, bufs.dc[bufs.cur]);
-        if s.steps > 0 && b > 0 {
-            self.weight_gradients();
-        } else if let Some((dx, false)) = self.dx.take() {
-            zero(dx);
-        }
     }
 
     fn step(&mut self, t: usize, c: &mut Carries<'_, T>) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
         let (arch, step) = (self.arch, self.step);
+        let run = (arch, self.par);
         let cur = c.cur;
         let gates = rows(&self.tape.gates[t * b * gh..(t + 1) * b * gh], b, gh);
         let entry = s.entry(t);
         let h_prev = &self.tape.h[entry * b * hout..(entry + 1) * b * hout];
         let dg = &mut self.scratch.dg[t * b * gh..(t + 1) * b * gh];
-        let dy = self.dy.rows(t);
+        let dy = Rows::contiguous(&self.dy[t * b * hout..(t + 1) * b * hout], b, hout);
         let [dh_a, dh_b] = &mut c.dh;
         let (dh_in, dh_out) = if cur == 0 {
             (&**dh_a, &mut **dh_b)
@@ -133,13 +128,13 @@ impl<T: Float> DirBackward<'_, T> {
                     },
                 );
                 zero_padding(&self.masks, t, dg, gh);
-                gemm_packed(
-                    arch,
+                step_product(
+                    run,
                     mat(dg, b, gh),
                     step.first,
                     T::ZERO,
-                    mat_mut(dh_out, b, hout),
-                    self.scratch.gemm_a,
+                    dh_out,
+                    &mut self.scratch.product,
                 );
             }
             CellKind::Lstm => {
@@ -165,13 +160,13 @@ impl<T: Float> DirBackward<'_, T> {
                         }
                         zero_padding(&self.masks, t, dh_t, hout);
                         let dm = &mut self.scratch.step[..b * h];
-                        gemm_packed(
-                            arch,
+                        step_product(
+                            run,
                             mat(dh_t, b, hout),
                             w_hr,
                             T::ZERO,
-                            mat_mut(dm, b, h),
-                            self.scratch.gemm_a,
+                            dm,
+                            &mut self.scratch.product,
                         );
                         (dm, None)
                     }
@@ -189,13 +184,13 @@ impl<T: Float> DirBackward<'_, T> {
                 lstm_bwd_pointwise(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 pass_padding(&self.masks, t, dc_in, dc_out, h);
-                gemm_packed(
-                    arch,
+                step_product(
+                    run,
                     mat(dg, b, gh),
                     step.first,
                     T::ZERO,
-                    mat_mut(dh_out, b, hout),
-                    self.scratch.gemm_a,
+                    dh_out,
+                    &mut self.scratch.product,
                 );
             }
             CellKind::Gru { reset_after: true } => {
@@ -213,13 +208,13 @@ impl<T: Float> DirBackward<'_, T> {
                 gru_bwd_pointwise(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 zero_padding(&self.masks, t, d_an, h);
-                gemm_packed(
-                    arch,
+                step_product(
+                    run,
                     mat(dg, b, gh),
                     step.first,
                     T::ONE,
-                    mat_mut(dh_out, b, h),
-                    self.scratch.gemm_a,
+                    dh_out,
+                    &mut self.scratch.product,
                 );
             }
             CellKind::Gru { reset_after: false } => {
@@ -236,14 +231,7 @@ impl<T: Float> DirBackward<'_, T> {
                 let d_rh = &mut self.scratch.step[..b * h];
                 let dan = mat(dg, b, gh).cols_range(2 * h, h);
                 let w_hn = step.second.expect("packed for a reset-before GRU");
-                gemm_packed(
-                    arch,
-                    dan,
-                    w_hn,
-                    T::ZERO,
-                    mat_mut(d_rh, b, h),
-                    self.scratch.gemm_a,
-                );
+                step_product(run, dan, w_hn, T::ZERO, d_rh, &mut self.scratch.product);
                 let pass = GruBwdPointwiseGates {
                     gates,
                     h_prev: rows(h_prev, b, h),
@@ -253,13 +241,13 @@ impl<T: Float> DirBackward<'_, T> {
                 };
                 gru_bwd_pointwise_gates(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
-                gemm_packed(
-                    arch,
+                step_product(
+                    run,
                     mat(dg, b, gh).cols_range(0, 2 * h),
                     step.first,
                     T::ONE,
-                    mat_mut(dh_out, b, h),
-                    self.scratch.gemm_a,
+                    dh_out,
+                    &mut self.scratch.product,
                 );
             }
         }
@@ -282,80 +270,6 @@ impl<T: Float> DirBackward<'_, T> {
                 let dc = &mut c.dc[nxt][b * h..(b + 1) * h];
                 add_into(&mut self.d_c[b * h..(b + 1) * h], dc);
                 dc.fill(T::ZERO);
-            }
-        }
-    }
-
-    /// dW_ih, dW_hh, db, dW_hr and dx as GEMMs over all T*B rows (the weight gradients
-    /// contract over the rows: `dW = dG^T X`).
-    fn weight_gradients(&mut self) {
-        let s = self.spec;
-        let (b, h, hout, gh, input) = (s.batch, s.hidden, s.hout, s.gh(), s.input);
-        let n = s.steps * b;
-        let dg = mat(&*self.scratch.dg, n, gh);
-        let first = s.entry(0).min(s.entry(s.steps - 1));
-        let h_prev = MatRef::row_major(&self.tape.h[first * b * hout..], n, hout, hout);
-        let g = &mut self.grads;
-        // `out += lhs^T rhs`.
-        let acc_t = |lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, out: &mut [T]| {
-            let (rows, cols) = (lhs.cols(), rhs.cols());
-            gemm(
-                T::ONE,
-                lhs.t(),
-                rhs,
-                T::ONE,
-                MatMut::row_major(out, rows, cols, cols),
-            );
-        };
-        // The input side's gate gradients: dg, except a reset-after GRU's n block (d_an).
-        let (x_side, x_side_n) = match s.cell {
-            CellKind::Gru { reset_after: true } => (
-                dg.cols_range(0, 2 * h),
-                Some(mat(&*self.scratch.d_an, n, h)),
-            ),
-            _ => (dg, None),
-        };
-        let split = x_side.cols();
-        acc_t(x_side, self.x, &mut g.w_ih[..split * input]);
-        if let Some(dan) = x_side_n {
-            acc_t(dan, self.x, &mut g.w_ih[split * input..]);
-        }
-        match s.cell {
-            CellKind::Gru { reset_after: false } => {
-                acc_t(dg.cols_range(0, 2 * h), h_prev, &mut g.w_hh[..2 * h * h]);
-                acc_t(
-                    dg.cols_range(2 * h, h),
-                    mat(self.tape.extra, n, h),
-                    &mut g.w_hh[2 * h * h..],
-                );
-            }
-            _ => acc_t(dg, h_prev, g.w_hh),
-        }
-        if let (Some(dw_hr), true) = (g.w_hr.as_deref_mut(), s.proj > 0) {
-            acc_t(
-                mat(&*self.scratch.dh_all, n, hout),
-                mat(self.tape.extra, n, h),
-                dw_hr,
-            );
-        }
-        if let (Some(db_ih), Some(db_hh)) = (g.b_ih.as_deref_mut(), g.b_hh.as_deref_mut()) {
-            column_sums(x_side, &mut db_ih[..split]);
-            if let Some(dan) = x_side_n {
-                column_sums(dan, &mut db_ih[split..]);
-            }
-            column_sums(dg, db_hh);
-        }
-        if let Some((mut dx, add)) = self.dx.take() {
-            let beta = if add { T::ONE } else { T::ZERO };
-            gemm(
-                T::ONE,
-                x_side,
-                self.w.w_ih_rows(&s, 0..split / h),
-                beta,
-                dx.reborrow(),
-            );
-            if let Some(dan) = x_side_n {
-                gemm(T::ONE, dan, self.w.w_ih_rows(&s, 2..3), T::ONE, dx);
             }
         }
     }
@@ -396,25 +310,8 @@ fn pass_padding<T: Float>(masks: &Masks<'_>, t: usize, from: &[T], to: &mut [T],
     }
 }
 
-/// `out += sum over rows of m` in row order (a fixed order: deterministic).
-fn column_sums<T: Float>(m: MatRef<'_, T>, out: &mut [T]) {
-    for i in 0..m.rows() {
-        for (o, &v) in out.iter_mut().zip(m.row(i)) {
-            *o += v;
-        }
-    }
-}
-
 fn add_into<T: Float>(acc: &mut [T], v: &[T]) {
     for (a, &b) in acc.iter_mut().zip(v) {
         *a += b;
-    }
-}
-
-fn zero<T: Float>(mut m: MatMut<'_, T>) {
-    for i in 0..m.rows() {
-        for j in 0..m.cols() {
-            *m.at_mut(i, j) = T::ZERO;
-        }
     }
 }

@@ -1,8 +1,10 @@
-//! The module-level passes: layers bottom-up (forward) or top-down (backward), each layer's
-//! directions, dropout between layers, and the batch-major transposes of x and dx.
+//! The module-level passes: layers bottom-up (forward) or top-down (backward); in each layer
+//! the products over all rows ([`super::products`]) and the time loops of every direction and
+//! batch chunk as independent tasks ([`super::plan`]); dropout between layers; and the
+//! reordering of the caller's x, y, dy and dx to and from chunk-major rows.
 //!
-//! Arguments are validated by the caller ([`crate::Recurrent`]); here buffers are carved
-//! into regions with the lengths of [`crate::layout`], so a slip is a panic, never a silent
+//! Arguments are validated by the caller ([`crate::Recurrent`]); buffers are carved into
+//! regions with the lengths of [`crate::layout`], so a slip is a panic, never a silent
 //! overlap.
 
 use rand::rngs::StdRng;
@@ -10,16 +12,18 @@ use rand::{Rng, SeedableRng};
 
 use super::backward::{BwdScratch, DirBackward, TapeRef};
 use super::forward::{DirForward, Tape};
-use super::{DirSpec, Masks, SeqView, SeqViewMut, seq_strides};
-use crate::config::Config;
+use super::plan::{StepScratch, gemm_threads, run_tasks};
+use super::products::{DirGrads, InputBlock, input_gradients, project_inputs, weight_gradients};
+use super::{DirSpec, Masks};
+use crate::config::{Config, Parallelism};
 use crate::input::SeqShape;
 use crate::layout::{
-    BwdScratchLens, Carver, Dims, ReserveLayout, TapeLens, WorkspaceLens, block, gemm_a_len,
+    Carver, Dims, ReserveLayout, TapeLens, WorkspaceLens, bwd_task_len, fwd_task_len,
 };
 use crate::params::Params;
 use crate::prepared::Prepared;
 use crate::state::State;
-use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef};
+use fused_rnn_kernels::{Arch, CellKind, Float};
 
 /// What every pass of one call shares.
 #[derive(Clone, Copy)]
@@ -29,7 +33,9 @@ pub(crate) struct Call<'a, T> {
     /// The weights prepared for this pass (see [`crate::prepared`]).
     pub prepared: &'a Prepared<T>,
     pub arch: Arch,
+    pub par: Parallelism,
     pub shape: SeqShape,
+    /// The whole call's masks.
     pub masks: Masks<'a>,
 }
 
@@ -37,177 +43,278 @@ impl<T: Float> Call<'_, T> {
     fn dims(&self) -> Dims {
         Dims::new(self.config, self.shape)
     }
+    /// A direction over the whole batch (for the products over all rows).
     fn spec(&self, layer: usize, dir: usize) -> DirSpec {
         DirSpec::of(self.config, layer, dir, self.shape.steps, self.shape.batch)
     }
-    /// The range of (layer, dir)'s rows in a `[L*D][B][width]` state buffer.
-    fn state_range(&self, layer: usize, dir: usize, width: usize) -> std::ops::Range<usize> {
-        block(
-            layer * self.config.directions() + dir,
-            self.shape.batch,
-            width,
-        )
-    }
 }
 
-/// Splits a tape buffer into its regions.
-fn carve_tape<'a, T>(buf: &'a mut [T], lens: &TapeLens) -> Tape<'a, T> {
+/// Splits `buf` into chunk regions of `per_seq * chunk_len` elements each.
+fn chunk_regions<'a, T>(buf: &'a mut [T], d: &Dims, per_seq: usize) -> Vec<&'a mut [T]> {
     let mut c = Carver::new(buf);
-    Tape {
-        gates: c.take(lens.gates),
-        h: c.take(lens.h),
-        c: c.take(lens.c),
-        extra: c.take(lens.extra),
-        positions: lens.positions,
-        extra_slots: lens.extra_slots,
-    }
+    (0..d.chunks)
+        .map(|k| c.take(per_seq * d.chunk(k).len()))
+        .collect()
 }
 
-/// The read-only regions of a training tape.
-fn tape_ref<'a, T>(buf: &'a [T], lens: &TapeLens) -> TapeRef<'a, T> {
-    let (gates, rest) = buf.split_at(lens.gates);
-    let (h, rest) = rest.split_at(lens.h);
-    let (c, rest) = rest.split_at(lens.c);
-    TapeRef {
-        gates,
-        h,
-        c,
-        extra: &rest[..lens.extra],
-    }
+/// The read-only twin of [`chunk_regions`].
+fn chunk_slices<'a, T>(buf: &'a [T], d: &Dims, per_seq: usize) -> Vec<&'a [T]> {
+    let mut rest = buf;
+    (0..d.chunks)
+        .map(|k| {
+            let (head, tail) = rest.split_at(per_seq * d.chunk(k).len());
+            rest = tail;
+            head
+        })
+        .collect()
 }
 
-/// Copies `[outer][inner][width]` into `[inner][outer][width]` (batch- to time-major, or back).
-fn transpose_seq<T: Copy>(src: &[T], dst: &mut [T], outer: usize, inner: usize, width: usize) {
-    for o in 0..outer {
-        for i in 0..inner {
-            let from = (o * inner + i) * width;
-            let to = (i * outer + o) * width;
-            dst[to..to + width].copy_from_slice(&src[from..from + width]);
+/// A direction's tape split into its chunks' tapes.
+fn chunk_tapes<'a, T>(buf: &'a mut [T], lens: &TapeLens, d: &Dims) -> Vec<Tape<'a, T>> {
+    let mut c = Carver::new(buf);
+    let per = |len: usize| len / d.batch.max(1);
+    let gates = chunk_regions(c.take(lens.gates), d, per(lens.gates));
+    let h = chunk_regions(c.take(lens.h), d, per(lens.h));
+    let cc = chunk_regions(c.take(lens.c), d, per(lens.c));
+    let extra = chunk_regions(c.take(lens.extra), d, per(lens.extra));
+    gates
+        .into_iter()
+        .zip(h)
+        .zip(cc)
+        .zip(extra)
+        .map(|(((gates, h), c), extra)| Tape {
+            gates,
+            h,
+            c,
+            extra,
+            positions: lens.positions,
+            extra_slots: lens.extra_slots,
+        })
+        .collect()
+}
+
+/// Copies the caller's x (`[T][B][I]` or `[B][T][I]`) into chunk-major rows, or borrows it
+/// when it already is (time-major with one chunk).
+fn x_chunk_major<'a, T: Float>(x: &'a [T], d: &Dims, buf: &'a mut [T]) -> &'a [T] {
+    if !d.reorders_input() {
+        return x;
+    }
+    for_rows(d, |user, cm| {
+        buf[cm * d.input..(cm + 1) * d.input]
+            .copy_from_slice(&x[user * d.input..(user + 1) * d.input])
+    });
+    buf
+}
+
+/// Calls `f(user_row, chunk_major_row)` for every (step, sequence), where `user_row` indexes
+/// the caller's layout.
+fn for_rows(d: &Dims, mut f: impl FnMut(usize, usize)) {
+    for k in 0..d.chunks {
+        let r = d.chunk(k);
+        for t in 0..d.steps {
+            for (j, b) in r.clone().enumerate() {
+                let user = if d.batch_major {
+                    b * d.steps + t
+                } else {
+                    t * d.batch + b
+                };
+                f(user, d.steps * r.start + t * r.len() + j);
+            }
         }
     }
 }
 
-/// The layer-0 input as time-major rows: `x` itself, or its transpose written into `buf`.
-fn time_major_input<'a, T: Float>(x: &'a [T], d: &Dims, buf: &'a mut [T]) -> &'a [T] {
-    if d.batch_major {
-        transpose_seq(x, buf, d.batch, d.steps, d.input);
-        buf
-    } else {
-        x
-    }
-}
-
-/// A layer's output buffer, `D*Hout` wide: the caller's `y` (in its layout) or an internal
-/// time-major buffer.
-struct OutBuf<'a, T> {
-    data: &'a mut [T],
-    batch_major: bool,
-}
-
-impl<T> OutBuf<'_, T> {
-    /// Direction `dir`'s `[T][B][Hout]` window.
-    fn view(&mut self, d: &Dims, dir: usize) -> SeqViewMut<'_, T> {
-        let (step_stride, batch_stride) =
-            seq_strides(self.batch_major, d.steps, d.batch, d.out_width());
-        SeqViewMut {
-            data: self.data,
-            width: d.hout,
-            step_stride,
-            batch_stride,
-            offset: dir * d.hout,
+/// Writes per-direction chunk-major blocks (`[T*B][Hout]` each) into the caller's
+/// `[.., D*Hout]` buffer.
+fn blocks_to_user<T: Float>(d: &Dims, blocks: &[&mut [T]], user: &mut [T]) {
+    let (w, full) = (d.hout, d.dirs * d.hout);
+    for_rows(d, |u, cm| {
+        for (dir, blk) in blocks.iter().enumerate() {
+            user[u * full + dir * w..u * full + (dir + 1) * w]
+                .copy_from_slice(&blk[cm * w..(cm + 1) * w]);
         }
-    }
+    });
 }
 
-/// Direction `dir`'s read-only `[T][B][Hout]` window of a `D*Hout`-wide buffer.
-fn dir_view<'a, T>(data: &'a [T], d: &Dims, batch_major: bool, dir: usize) -> SeqView<'a, T> {
-    let (step_stride, batch_stride) = seq_strides(batch_major, d.steps, d.batch, d.out_width());
-    SeqView {
-        data,
-        batch: d.batch,
-        width: d.hout,
-        step_stride,
-        batch_stride,
-        offset: dir * d.hout,
-    }
+/// Reads the caller's `[.., D*Hout]` buffer into per-direction chunk-major blocks.
+fn user_to_blocks<T: Float>(d: &Dims, user: &[T], blocks: &mut [&mut [T]]) {
+    let (w, full) = (d.hout, d.dirs * d.hout);
+    for_rows(d, |u, cm| {
+        for (dir, blk) in blocks.iter_mut().enumerate() {
+            blk[cm * w..(cm + 1) * w]
+                .copy_from_slice(&user[u * full + dir * w..u * full + (dir + 1) * w]);
+        }
+    });
 }
 
-/// The per-direction forward scratch (see [`crate::layout::fwd_scratch_len`]).
-struct FwdScratch<'a, T> {
-    h0: &'a mut [T],
-    c0: &'a mut [T],
-    products: &'a mut [T],
-    gemm_a: &'a mut [T],
-}
-
-fn carve_fwd_scratch<'a, T: Float>(buf: &'a mut [T], d: &Dims) -> FwdScratch<'a, T> {
-    let (b, h) = (d.batch, d.hidden);
+/// Splits `D` blocks of `len` off a buffer.
+fn dir_blocks<T>(buf: &mut [T], dirs: usize, len: usize) -> Vec<&mut [T]> {
     let mut c = Carver::new(buf);
-    let gru = matches!(d.cell, CellKind::Gru { .. });
-    FwdScratch {
-        h0: c.take(b * d.hout),
-        c0: c.take(if d.has_c() { b * h } else { 0 }),
-        products: c.take(if gru { b * 3 * h } else { 0 }),
-        gemm_a: c.take(gemm_a_len(d)),
+    (0..dirs).map(|_| c.take(len)).collect()
+}
+
+/// A layer's input as column blocks: the layer-0 input, or the layer below's directions.
+fn input_blocks<'a, T>(
+    x: &'a [T],
+    below: Option<&'a [&'a mut [T]]>,
+    d: &Dims,
+) -> Vec<InputBlock<'a, T>> {
+    match below {
+        None => vec![InputBlock {
+            data: x,
+            col: 0,
+            width: d.input,
+        }],
+        Some(blocks) => blocks
+            .iter()
+            .enumerate()
+            .map(|(dir, b)| InputBlock {
+                data: &**b,
+                col: dir * d.hout,
+                width: d.hout,
+            })
+            .collect(),
     }
 }
 
-/// One direction of one layer forward over `input` (`[T*B, in]`, time-major): outputs into
-/// `out`, the final state into `state`.
-#[allow(clippy::too_many_arguments)]
-fn forward_dir<T: Float>(
+/// The state rows of one layer, split by direction and chunk: `[dir][chunk]`.
+fn state_rows<'a, T>(
+    buf: &'a mut [T],
+    d: &Dims,
+    layer: usize,
+    width: usize,
+) -> Vec<Vec<&'a mut [T]>> {
+    if width == 0 {
+        return (0..d.dirs)
+            .map(|_| (0..d.chunks).map(|_| &mut [][..]).collect())
+            .collect();
+    }
+    let per_dir = d.batch * width;
+    let layer_rows = &mut buf[layer * d.dirs * per_dir..(layer + 1) * d.dirs * per_dir];
+    dir_blocks(layer_rows, d.dirs, per_dir)
+        .into_iter()
+        .map(|b| chunk_regions(b, d, width))
+        .collect()
+}
+
+/// One forward task: a direction's chunk of sequences through all steps.
+struct FwdTask<'a, T> {
+    dir: usize,
+    chunk: usize,
+    tape: Tape<'a, T>,
+    y: &'a mut [T],
+    state_h: &'a mut [T],
+    state_c: &'a mut [T],
+    scratch: &'a mut [T],
+}
+
+/// Runs one layer's forward: the projections, then every direction and chunk as a task.
+/// `tapes[dir]` are the directions' tape buffers, `outputs[dir]` their `[T*B][Hout]` blocks.
+fn forward_layer<T: Float>(
     call: &Call<'_, T>,
-    (layer, dir): (usize, usize),
-    input: &[T],
-    tape: Tape<'_, T>,
-    out: &mut OutBuf<'_, T>,
+    layer: usize,
+    input: &[InputBlock<'_, T>],
+    (tapes, tape_lens): (Vec<&mut [T]>, &TapeLens),
+    outputs: &mut [&mut [T]],
     state: &mut State<T>,
     scratch: &mut [T],
 ) {
     let d = call.dims();
-    let spec = call.spec(layer, dir);
-    let FwdScratch {
-        h0,
-        c0,
-        products,
-        gemm_a,
-    } = carve_fwd_scratch(scratch, &d);
-    // The initial state is copied: the loop reads it for resets while `state` gets the final.
-    let (hr, cr) = (
-        call.state_range(layer, dir, d.hout),
-        call.state_range(layer, dir, d.hidden),
+    let mut tasks = Vec::with_capacity(d.dirs * d.chunks);
+    let mut states_h = state_rows(&mut state.h, &d, layer, d.hout);
+    let mut states_c = state_rows(
+        &mut state.c,
+        &d,
+        layer,
+        if d.has_c() { d.hidden } else { 0 },
     );
-    h0.copy_from_slice(&state.h[hr.clone()]);
-    if d.has_c() {
-        c0.copy_from_slice(&state.c[cr.clone()]);
+    let mut sc = Carver::new(scratch);
+    for (dir, (tape, out)) in tapes.into_iter().zip(outputs.iter_mut()).enumerate() {
+        let spec = call.spec(layer, dir);
+        let (w, _) = call.prepared.dir(call.params, layer, dir);
+        project_inputs(
+            gemm_threads(call.par),
+            &spec,
+            &w,
+            input,
+            &mut tape[..tape_lens.gates],
+        );
+        let ys = chunk_regions(&mut **out, &d, d.steps * d.hout);
+        let (hs, cs) = (
+            std::mem::take(&mut states_h[dir]),
+            std::mem::take(&mut states_c[dir]),
+        );
+        let chunks = chunk_tapes(tape, tape_lens, &d)
+            .into_iter()
+            .zip(ys)
+            .zip(hs)
+            .zip(cs)
+            .enumerate();
+        for (chunk, (((tape, y), state_h), state_c)) in chunks {
+            let scratch = sc.take(fwd_task_len(&d, d.chunk(chunk).len()));
+            tasks.push(FwdTask {
+                dir,
+                chunk,
+                tape,
+                y,
+                state_h,
+                state_c,
+                scratch,
+            });
+        }
     }
-    let (w, step) = call.prepared.dir(call.params, layer, dir);
-    let x = MatRef::row_major(input, d.steps * d.batch, spec.input, spec.input);
-    let y = out.view(&d, dir);
+    run_tasks(call.par, tasks, |task| run_forward_task(call, layer, task));
+}
+
+fn run_forward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: FwdTask<'_, T>) {
+    let d = call.dims();
+    let range = d.chunk(task.chunk);
+    let bc = range.len();
+    let spec = DirSpec {
+        batch: bc,
+        ..call.spec(layer, task.dir)
+    };
+    let mut c = Carver::new(task.scratch);
+    let (h0, c0) = (c.take(bc * d.hout), c.take(bc * d.hidden));
+    let products = c.take(if matches!(d.cell, CellKind::Gru { .. }) {
+        bc * 3 * d.hidden
+    } else {
+        0
+    });
+    let rest = c.take(fwd_task_len(&d, bc) - bc * (d.hout + d.hidden) - products.len());
+    let (a, staging) = rest.split_at_mut(step_gemm(&d, bc));
+    // The initial state is copied: the loop reads it for resets while the final is written.
+    h0.copy_from_slice(task.state_h);
+    let c0 = &mut c0[..task.state_c.len()];
+    c0.copy_from_slice(task.state_c);
+    let (w, step) = call.prepared.dir(call.params, layer, task.dir);
     let run = DirForward {
         spec,
         arch: call.arch,
+        par: call.par,
         w,
         step,
-        gemm_a,
-        x,
-        masks: call.masks,
+        masks: call.masks.chunk(range),
         h0,
         c0,
-        y,
-        tape,
-        scratch: products,
+        y: task.y,
+        tape: task.tape,
+        products,
+        scratch: StepScratch { a, staging },
     };
     let (h_n, c_n) = run.run();
-    state.h[hr].copy_from_slice(h_n);
-    if d.has_c() {
-        state.c[cr].copy_from_slice(c_n);
-    }
+    task.state_h.copy_from_slice(h_n);
+    task.state_c.copy_from_slice(c_n);
 }
 
-/// Inference. Workspace: `[x_tm][layer io A][layer io B][tape][scratch]`; directions run one
-/// after the other on one inference tape, layer outputs alternate between A and B, the last
-/// layer writes `y`.
+/// The step GEMM's part of a task's scratch (see [`crate::layout`]).
+fn step_gemm(d: &Dims, rows: usize) -> usize {
+    let k = d.gh().max(d.hout);
+    fused_rnn_kernels::gemm::packed::a_scratch_len(rows, k).max(rows * k)
+}
+
+/// Inference. Workspace: `[x_cm][blocks A][blocks B][tapes][tasks]`; layer outputs
+/// alternate between the two sets of blocks, the last layer's go to `y`.
 pub(crate) fn forward<T: Float>(
     call: &Call<'_, T>,
     x: &[T],
@@ -219,39 +326,37 @@ pub(crate) fn forward<T: Float>(
     let lens = WorkspaceLens::new(&d).expect("sizes were checked");
     let tape_lens = TapeLens::new(&d, false).expect("sizes were checked");
     let mut c = Carver::new(ws);
-    let x_buf = c.take(lens.x_tm);
-    let (io_a, io_b) = c.take(lens.layer_io).split_at_mut(lens.layer_io / 2);
-    let tape_buf = c.take(lens.infer_tape);
-    let scratch = c.take(lens.fwd_scratch);
-    let x_tm = time_major_input(x, &d, x_buf);
+    let x_buf = c.take(lens.x_cm);
+    let block = lens.blocks / (2 * d.dirs);
+    let (set_a, set_b) = c.take(lens.blocks).split_at_mut(lens.blocks / 2);
+    let (mut set_a, mut set_b) = (
+        dir_blocks(set_a, d.dirs, block),
+        dir_blocks(set_b, d.dirs, block),
+    );
+    let tape_buf = c.take(lens.infer_tapes);
+    let tasks = c.take(lens.fwd_tasks);
+    let x = x_chunk_major(x, &d, x_buf);
     for layer in 0..d.layers {
-        // Layer k reads A if k is odd, B if even (k > 0); writes the other, or y if last.
-        let (read, write) = if layer % 2 == 1 {
-            (&*io_a, &mut *io_b)
+        // Layer k writes set A if k is even, B if odd, and reads the other.
+        let (out, below) = if layer % 2 == 0 {
+            (&mut set_a, &set_b)
         } else {
-            (&*io_b, &mut *io_a)
+            (&mut set_b, &set_a)
         };
-        let input = if layer == 0 { x_tm } else { read };
-        let mut out = if layer + 1 == d.layers {
-            OutBuf {
-                data: &mut *y,
-                batch_major: d.batch_major,
-            }
-        } else {
-            OutBuf {
-                data: write,
-                batch_major: false,
-            }
-        };
-        for dir in 0..d.dirs {
-            let tape = carve_tape(&mut *tape_buf, &tape_lens);
-            forward_dir(call, (layer, dir), input, tape, &mut out, state, scratch);
-        }
+        let input = input_blocks(x, (layer > 0).then_some(below.as_slice()), &d);
+        let tapes = dir_blocks(&mut *tape_buf, d.dirs, tape_lens.total().expect("checked"));
+        forward_layer(call, layer, &input, (tapes, &tape_lens), out, state, tasks);
     }
+    let top = if (d.layers - 1) % 2 == 0 {
+        &mut set_a
+    } else {
+        &mut set_b
+    };
+    blocks_to_user(&d, top, y);
 }
 
-/// Training. The reserve holds every layer's tapes, the inputs of upper layers and the
-/// dropout masks (see [`crate::layout`]); the workspace holds `[x_tm][scratch]`.
+/// Training. The reserve holds every layer's tapes, the inputs of upper layers and their
+/// dropout masks (see [`crate::layout`]); the workspace `[x_cm][top outputs][tasks]`.
 pub(crate) fn forward_train<T: Float>(
     call: &Call<'_, T>,
     x: &[T],
@@ -266,57 +371,45 @@ pub(crate) fn forward_train<T: Float>(
     let rl = ReserveLayout::new(&d).expect("sizes were checked");
     let tape_len = rl.tape.total().expect("sizes were checked");
     let mut c = Carver::new(ws);
-    let x_buf = c.take(lens.x_tm);
-    let scratch = c.take(lens.fwd_scratch);
-    let x_tm = time_major_input(x, &d, x_buf);
+    let x_buf = c.take(lens.x_cm);
+    let mut top = dir_blocks(c.take(lens.blocks / 2), d.dirs, rl.out_block);
+    let tasks = c.take(lens.fwd_tasks);
+    let x = x_chunk_major(x, &d, x_buf);
+    let mut rest = Carver::new(reserve);
+    let mut below: Vec<&mut [T]> = Vec::new();
     for layer in 0..d.layers {
-        let (below, here) = reserve.split_at_mut(rl.layer_start[layer]);
-        // Layer k > 0 reads the input layer k-1 left at the end of its part of the reserve.
-        let input: &[T] = if layer == 0 {
-            x_tm
-        } else {
-            let prev_in = rl.layer_start[layer - 1] + d.dirs * tape_len;
-            &below[prev_in..prev_in + rl.next_input]
-        };
-        let mut carver = Carver::new(here);
-        let tapes: Vec<&mut [T]> = (0..d.dirs).map(|_| carver.take(tape_len)).collect();
         let last = layer + 1 == d.layers;
-        let next_input = if last {
-            None
+        let tapes: Vec<&mut [T]> = (0..d.dirs).map(|_| rest.take(tape_len)).collect();
+        let mut outputs = if last {
+            std::mem::take(&mut top)
         } else {
-            Some(carver.take(rl.next_input))
+            dir_blocks(rest.take(d.dirs * rl.out_block), d.dirs, rl.out_block)
         };
-        let mask = if !last && d.dropout {
-            Some(carver.take(rl.next_input))
+        let masks = if !last && d.dropout {
+            dir_blocks(rest.take(d.dirs * rl.out_block), d.dirs, rl.out_block)
         } else {
-            None
+            Vec::new()
         };
-        let mut out = match next_input {
-            None => OutBuf {
-                data: &mut *y,
-                batch_major: d.batch_major,
-            },
-            Some(data) => OutBuf {
-                data,
-                batch_major: false,
-            },
-        };
-        for (dir, tape) in tapes.into_iter().enumerate() {
-            forward_dir(
-                call,
-                (layer, dir),
-                input,
-                carve_tape(tape, &rl.tape),
-                &mut out,
-                state,
-                scratch,
-            );
-        }
-        if let Some(mask) = mask {
+        let input = input_blocks(x, (layer > 0).then_some(below.as_slice()), &d);
+        forward_layer(
+            call,
+            layer,
+            &input,
+            (tapes, &rl.tape),
+            &mut outputs,
+            state,
+            tasks,
+        );
+        for (dir, (out, mask)) in outputs.iter_mut().zip(masks).enumerate() {
             let seed = dropout_seed
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(layer as u64);
-            apply_dropout(out.data, mask, call.config.dropout, seed);
+                .wrapping_add((layer * d.dirs + dir) as u64);
+            apply_dropout(out, mask, call.config.dropout, seed);
+        }
+        if last {
+            blocks_to_user(&d, &outputs, y);
+        } else {
+            below = outputs;
         }
     }
 }
@@ -343,8 +436,83 @@ pub(crate) struct BackwardOut<'a, T> {
     pub grads: &'a mut Params<T>,
 }
 
+/// One backward task: a direction's chunk of sequences through all steps, last to first.
+struct BwdTask<'a, T> {
+    dir: usize,
+    chunk: usize,
+    tape: TapeRef<'a, T>,
+    dy: &'a [T],
+    dg: &'a mut [T],
+    d_an: &'a mut [T],
+    dh_all: &'a mut [T],
+    d_h: &'a mut [T],
+    d_c: &'a mut [T],
+    scratch: &'a mut [T],
+}
+
+/// Splits a direction's read-only training tape into its chunks' tapes.
+fn chunk_tape_refs<'a, T>(buf: &'a [T], lens: &TapeLens, d: &Dims) -> Vec<TapeRef<'a, T>> {
+    let per = |len: usize| len / d.batch.max(1);
+    let (gates, rest) = buf.split_at(lens.gates);
+    let (h, rest) = rest.split_at(lens.h);
+    let (c, rest) = rest.split_at(lens.c);
+    let extra = &rest[..lens.extra];
+    let parts = [gates, h, c, extra].map(|r| chunk_slices(r, d, per(r.len())));
+    let [g, h, c, e] = parts;
+    g.into_iter()
+        .zip(h)
+        .zip(c)
+        .zip(e)
+        .map(|(((gates, h), c), extra)| TapeRef { gates, h, c, extra })
+        .collect()
+}
+
+fn run_backward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: BwdTask<'_, T>) {
+    let d = call.dims();
+    let range = d.chunk(task.chunk);
+    let bc = range.len();
+    let spec = DirSpec {
+        batch: bc,
+        ..call.spec(layer, task.dir)
+    };
+    let mut c = Carver::new(task.scratch);
+    let dh = c.take(2 * bc * d.hout);
+    let dc = c.take(if d.has_c() { 2 * bc * d.hidden } else { 0 });
+    let reset_before = d.cell == (CellKind::Gru { reset_after: false });
+    let step = c.take(if reset_before || d.proj > 0 {
+        bc * d.hidden
+    } else {
+        0
+    });
+    let a = c.take(step_gemm(&d, bc));
+    let staging_len = bwd_task_len(&d, bc) - dh.len() - dc.len() - step.len() - a.len();
+    let staging = c.take(staging_len);
+    let (_, step_w) = call.prepared.dir(call.params, layer, task.dir);
+    let run = DirBackward {
+        spec,
+        arch: call.arch,
+        par: call.par,
+        step: step_w,
+        masks: call.masks.chunk(range),
+        tape: task.tape,
+        dy: task.dy,
+        d_h: task.d_h,
+        d_c: task.d_c,
+        scratch: BwdScratch {
+            dg: task.dg,
+            d_an: task.d_an,
+            dh_all: task.dh_all,
+            dh,
+            dc,
+            step,
+            product: StepScratch { a, staging },
+        },
+    };
+    run.run();
+}
+
 /// Backward through every layer, top-down. Workspace:
-/// `[x_tm][dx_tm][layer io A][layer io B][backward scratch][forward scratch]`.
+/// `[x_cm][dx_cm][blocks A][blocks B][gate gradients][tasks]`.
 pub(crate) fn backward<T: Float>(
     call: &Call<'_, T>,
     x: &[T],
@@ -356,121 +524,201 @@ pub(crate) fn backward<T: Float>(
     let d = call.dims();
     let lens = WorkspaceLens::new(&d).expect("sizes were checked");
     let rl = ReserveLayout::new(&d).expect("sizes were checked");
-    let bl = BwdScratchLens::new(&d).expect("sizes were checked");
     let tape_len = rl.tape.total().expect("sizes were checked");
+    let threads = gemm_threads(call.par);
     let BackwardOut {
         d_state,
         mut dx,
         grads,
     } = out;
     let mut c = Carver::new(ws);
-    let x_buf = c.take(lens.x_tm);
-    let dx_tm_buf = c.take(if dx.is_some() { lens.dx_tm } else { 0 });
-    let (io_a, io_b) = c.take(lens.layer_io).split_at_mut(lens.layer_io / 2);
-    let bwd_buf = c.take(lens.bwd_scratch);
-    let fwd_scratch = c.take(lens.fwd_scratch);
-    let x_tm = time_major_input(x, &d, x_buf);
-    let rows = d.steps * d.batch;
+    let x_buf = c.take(lens.x_cm);
+    let dx_cm = c.take(if dx.is_some() { lens.dx_cm } else { 0 });
+    let (set_a, set_b) = c.take(lens.blocks).split_at_mut(lens.blocks / 2);
+    let (mut set_a, mut set_b) = (
+        dir_blocks(set_a, d.dirs, rl.out_block),
+        dir_blocks(set_b, d.dirs, rl.out_block),
+    );
+    let per_dir = |w: usize| d.per_row(w).expect("checked");
+    let dg_all = dir_blocks(c.take(d.dirs * per_dir(d.gh())), d.dirs, per_dir(d.gh()));
+    let an_w = if d.cell == (CellKind::Gru { reset_after: true }) {
+        d.hidden
+    } else {
+        0
+    };
+    let an_all = dir_blocks(c.take(d.dirs * per_dir(an_w)), d.dirs, per_dir(an_w));
+    let proj_w = d.proj;
+    let dh_all = dir_blocks(c.take(d.dirs * per_dir(proj_w)), d.dirs, per_dir(proj_w));
+    let tasks_buf = c.take(lens.bwd_tasks);
+    let x = x_chunk_major(x, &d, x_buf);
+    // The top layer's dL/dy into set A.
+    user_to_blocks(&d, dy, &mut set_a);
+    let (mut dg_all, mut an_all, mut dh_all) = (dg_all, an_all, dh_all);
     for layer in (0..d.layers).rev() {
-        let top = layer + 1 == d.layers;
-        // Layer k reads its output gradient from A if (L-1-k) is odd, B if even (k < L-1),
-        // and writes its input gradient into the other.
-        let (read, write) = if (d.layers - 1 - layer) % 2 == 1 {
-            (&mut *io_a, &mut *io_b)
+        // Layer k reads its dy from A if (L-1-k) is even, B if odd; writes its dx into the other.
+        let (dys, dxs) = if (d.layers - 1 - layer) % 2 == 0 {
+            (&mut set_a, &mut set_b)
         } else {
-            (&mut *io_b, &mut *io_a)
+            (&mut set_b, &mut set_a)
         };
-        let (dy_data, dy_batch_major): (&[T], bool) = if top {
-            (dy, d.batch_major)
-        } else {
-            (&*read, false)
+        let below: Option<Vec<&[T]>> = (layer > 0).then(|| {
+            let at = rl.outputs_at(layer - 1, d.dirs);
+            (0..d.dirs)
+                .map(|dir| &reserve[at + dir * rl.out_block..at + (dir + 1) * rl.out_block])
+                .collect()
+        });
+        let input: Vec<InputBlock<'_, T>> = match &below {
+            None => vec![InputBlock {
+                data: x,
+                col: 0,
+                width: d.input,
+            }],
+            Some(b) => b
+                .iter()
+                .enumerate()
+                .map(|(dir, data)| InputBlock {
+                    data,
+                    col: dir * d.hout,
+                    width: d.hout,
+                })
+                .collect(),
         };
-        let input: &[T] = if layer == 0 {
-            x_tm
-        } else {
-            let prev_in = rl.layer_start[layer - 1] + d.dirs * tape_len;
-            &reserve[prev_in..prev_in + rl.next_input]
-        };
+        // The time loops of every direction and chunk.
+        let mut tasks = Vec::with_capacity(d.dirs * d.chunks);
+        {
+            let mut sh = state_rows(&mut d_state.h, &d, layer, d.hout);
+            let mut sc_rows = state_rows(
+                &mut d_state.c,
+                &d,
+                layer,
+                if d.has_c() { d.hidden } else { 0 },
+            );
+            let mut scratch = Carver::new(&mut *tasks_buf);
+            let grads_out = dg_all
+                .iter_mut()
+                .zip(an_all.iter_mut())
+                .zip(dh_all.iter_mut());
+            for (dir, ((dg_dir, an_dir), pr_dir)) in grads_out.enumerate() {
+                let at = rl.layer_start[layer] + dir * tape_len;
+                let tapes = chunk_tape_refs(&reserve[at..at + tape_len], &rl.tape, &d);
+                let dy_chunks = chunk_slices(&*dys[dir], &d, d.steps * d.hout);
+                let dg = chunk_regions(&mut **dg_dir, &d, d.steps * d.gh());
+                let an = chunk_regions(&mut **an_dir, &d, d.steps * an_w);
+                let pr = chunk_regions(&mut **pr_dir, &d, d.steps * proj_w);
+                let (hs, cs) = (
+                    std::mem::take(&mut sh[dir]),
+                    std::mem::take(&mut sc_rows[dir]),
+                );
+                let parts = tapes
+                    .into_iter()
+                    .zip(dy_chunks)
+                    .zip(dg)
+                    .zip(an)
+                    .zip(pr)
+                    .zip(hs)
+                    .zip(cs)
+                    .enumerate();
+                for (chunk, ((((((tape, dy), dg), d_an), dh_all), d_h), d_c)) in parts {
+                    let scratch = scratch.take(bwd_task_len(&d, d.chunk(chunk).len()));
+                    tasks.push(BwdTask {
+                        dir,
+                        chunk,
+                        tape,
+                        dy,
+                        dg,
+                        d_an,
+                        dh_all,
+                        d_h,
+                        d_c,
+                        scratch,
+                    });
+                }
+            }
+        }
+        run_tasks(call.par, tasks, |task| run_backward_task(call, layer, task));
+        // The products over all rows, direction by direction in a fixed order.
         let in_width = call.config.layer_input_size(layer);
-        let d_input: Option<&mut [T]> = match (layer, dx.as_deref_mut()) {
-            (0, None) => None,
-            (0, Some(dx)) => Some(if d.batch_major { &mut *dx_tm_buf } else { dx }),
-            _ => Some(&mut write[..rows * in_width]),
-        };
-        let mut d_input = d_input;
         for dir in 0..d.dirs {
             let spec = call.spec(layer, dir);
-            let tape_at = rl.layer_start[layer] + dir * tape_len;
-            let tape = tape_ref(&reserve[tape_at..tape_at + tape_len], &rl.tape);
-            let FwdScratch { gemm_a, .. } = carve_fwd_scratch(&mut *fwd_scratch, &d);
-            let mut sc = Carver::new(&mut *bwd_buf);
-            let scratch = BwdScratch {
-                dg: sc.take(bl.dg),
-                d_an: sc.take(bl.d_an),
-                dh: sc.take(bl.dh),
-                dc: sc.take(bl.dc),
-                step: sc.take(bl.step),
-                dh_all: sc.take(bl.dh_all),
-                gemm_a,
-            };
-            let (hr, cr) = (
-                call.state_range(layer, dir, d.hout),
-                call.state_range(layer, dir, d.hidden),
+            let (w, _) = call.prepared.dir(call.params, layer, dir);
+            let at = rl.layer_start[layer] + dir * tape_len;
+            let tape = &reserve[at..at + tape_len];
+            let (h, extra) = (
+                &tape[rl.tape.gates..rl.tape.gates + rl.tape.h],
+                &tape[tape_len - rl.tape.extra..],
             );
-            let (w, step) = call.prepared.dir(call.params, layer, dir);
-            let d_c = if d.has_c() {
-                &mut d_state.c[cr]
+            let g = DirGrads {
+                dg: &*dg_all[dir],
+                d_an: &*an_all[dir],
+                dh_all: &*dh_all[dir],
+                h,
+                extra,
+            };
+            weight_gradients(
+                threads,
+                (&d, &spec),
+                &input,
+                &g,
+                grads.layer_mut(layer, dir),
+            );
+            let mut targets: Vec<(&mut [T], usize)> = if layer > 0 {
+                dxs.iter_mut()
+                    .enumerate()
+                    .map(|(i, b)| (&mut **b, i * d.hout))
+                    .collect()
+            } else if let Some(dx_user) = dx.as_deref_mut() {
+                vec![(
+                    if d.reorders_input() {
+                        &mut *dx_cm
+                    } else {
+                        dx_user
+                    },
+                    0,
+                )]
             } else {
-                &mut [][..]
+                Vec::new()
             };
-            let run = DirBackward {
-                spec,
-                arch: call.arch,
-                w,
-                step,
-                x: MatRef::row_major(input, rows, in_width, in_width),
-                masks: call.masks,
-                tape,
-                dy: dir_view(dy_data, &d, dy_batch_major, dir),
-                d_h: &mut d_state.h[hr],
-                d_c,
-                grads: grads.layer_mut(layer, dir),
-                dx: d_input
-                    .as_deref_mut()
-                    .map(|buf| (MatMut::row_major(buf, rows, in_width, in_width), dir > 0)),
-                scratch,
-            };
-            run.run();
+            let _ = in_width;
+            input_gradients(threads, &spec, &w, &g, &mut targets, dir > 0);
         }
         // Through the dropout that produced this layer's input.
         if layer > 0 && d.dropout {
-            let mask_at = rl.layer_start[layer - 1] + d.dirs * tape_len + rl.next_input;
-            let mask = &reserve[mask_at..mask_at + rl.next_input];
-            if let Some(g) = d_input {
-                for (g, &m) in g.iter_mut().zip(mask) {
+            let at = rl.outputs_at(layer - 1, d.dirs) + d.dirs * rl.out_block;
+            for (dir, blk) in dxs.iter_mut().enumerate() {
+                let mask = &reserve[at + dir * rl.out_block..at + (dir + 1) * rl.out_block];
+                for (g, &m) in blk.iter_mut().zip(mask) {
                     *g *= m;
                 }
             }
         }
     }
-    if let (true, Some(dx)) = (d.batch_major, dx) {
-        transpose_seq(dx_tm_buf, dx, d.steps, d.batch, d.input);
+    if let (true, Some(dx)) = (d.reorders_input(), dx) {
+        for_rows(&d, |user, cm| {
+            dx[user * d.input..(user + 1) * d.input]
+                .copy_from_slice(&dx_cm[cm * d.input..(cm + 1) * d.input])
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::transpose_seq;
+    use super::*;
 
     #[test]
-    fn transpose_round_trip() {
-        let (outer, inner, width) = (3, 4, 2);
-        let src: Vec<u32> = (0..24).collect();
-        let mut mid = vec![0; 24];
-        let mut back = vec![0; 24];
-        transpose_seq(&src, &mut mid, outer, inner, width);
-        assert_eq!(&mid[..4], &[0, 1, 8, 9]);
-        transpose_seq(&mid, &mut back, inner, outer, width);
-        assert_eq!(back, src);
+    fn chunk_major_rows_visit_every_row_once() {
+        for (steps, batch, bm) in [(3, 17, false), (4, 16, true), (2, 5, false)] {
+            let config = Config::lstm(2, 2).with_layout(if bm {
+                crate::SeqLayout::BatchMajor
+            } else {
+                crate::SeqLayout::TimeMajor
+            });
+            let d = Dims::new(&config, SeqShape::new(steps, batch));
+            let (mut seen_u, mut seen_c) = (vec![0; steps * batch], vec![0; steps * batch]);
+            for_rows(&d, |u, c| {
+                seen_u[u] += 1;
+                seen_c[c] += 1;
+            });
+            assert!(seen_u.iter().chain(&seen_c).all(|&n| n == 1));
+        }
     }
 }

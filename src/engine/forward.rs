@@ -1,5 +1,6 @@
-//! One layer and direction, forward: the input projection for all steps, then per step the
-//! recurrent GEMM and the fused pointwise pass.
+//! One direction's chunk of sequences, forward: per step the recurrent product and the fused
+//! pointwise pass. The input projection of all steps is already in the tape's gates (see
+//! [`super::products`]).
 //!
 //! The same loop serves training and inference: a training tape keeps all T+1 state
 //! positions and T extra slots (see [`crate::layout`]); an inference tape keeps 2 positions
@@ -11,50 +12,47 @@ use fused_rnn_kernels::pointwise::gru::{
 };
 use fused_rnn_kernels::pointwise::lstm::{LstmFwdPointwise, lstm_fwd_pointwise};
 use fused_rnn_kernels::pointwise::rnn::{RnnFwdPointwise, rnn_fwd_pointwise};
-use fused_rnn_kernels::{Arch, CellKind, Float, MatMut, MatRef, Rows, RowsMut, gemm};
+use fused_rnn_kernels::{Arch, CellKind, Float, MatRef, Rows, RowsMut};
 
-use super::{
-    DirSpec, DirWeights, Masks, SeqViewMut, StepWeights, mat_mut, read_write, rows, rows_mut,
-};
+use super::plan::{StepScratch, step_product};
+use super::{DirSpec, DirWeights, Masks, StepWeights, read_write, rows, rows_mut};
+use crate::config::Parallelism;
 use crate::layout::block;
-use fused_rnn_kernels::gemm::packed::gemm_packed;
 
-/// One direction's saved activations (see [`crate::layout`]).
+/// One chunk's saved activations (see [`crate::layout`]).
 #[derive(Debug)]
 pub(crate) struct Tape<'a, T> {
-    /// `[T][B][G*H]`.
+    /// `[T][Bc][G*H]`.
     pub gates: &'a mut [T],
-    /// `[positions][B][Hout]`.
+    /// `[positions][Bc][Hout]`.
     pub h: &'a mut [T],
-    /// `[positions][B][H]` (LSTM) or empty.
+    /// `[positions][Bc][H]` (LSTM) or empty.
     pub c: &'a mut [T],
-    /// `[extra_slots][B][H]` or empty.
+    /// `[extra_slots][Bc][H]` or empty.
     pub extra: &'a mut [T],
     pub positions: usize,
     pub extra_slots: usize,
 }
 
-/// Everything one direction's forward reads and writes.
+/// Everything one chunk's forward reads and writes (`spec.batch` is the chunk's size).
 pub(crate) struct DirForward<'a, T> {
     pub spec: DirSpec,
     pub arch: Arch,
+    pub par: Parallelism,
     pub w: DirWeights<'a, T>,
     /// The recurrent weights, packed.
     pub step: StepWeights<'a, T>,
-    /// `gemm_packed`'s scratch.
-    pub gemm_a: &'a mut [T],
-    /// `[T*B, I]`, time-major rows.
-    pub x: MatRef<'a, T>,
     pub masks: Masks<'a>,
-    /// `[B][Hout]` initial h.
+    /// `[Bc][Hout]` initial h.
     pub h0: &'a [T],
-    /// `[B][H]` initial c (LSTM) or empty.
+    /// `[Bc][H]` initial c (LSTM) or empty.
     pub c0: &'a [T],
-    /// This direction's outputs.
-    pub y: SeqViewMut<'a, T>,
+    /// `[T][Bc][Hout]` this chunk's outputs.
+    pub y: &'a mut [T],
     pub tape: Tape<'a, T>,
-    /// GRU: `[B][3H]` for the recurrent products.
-    pub scratch: &'a mut [T],
+    /// GRU: `[Bc][3H]` for the recurrent products.
+    pub products: &'a mut [T],
+    pub scratch: StepScratch<'a, T>,
 }
 
 impl<'a, T: Float> DirForward<'a, T> {
@@ -80,17 +78,13 @@ impl<'a, T: Float> DirForward<'a, T> {
         let pos = |p: usize| p % positions;
         // State positions start from the initial state.
         let init = pos(s.initial());
-        self.tape.h[init * b * hout..(init + 1) * b * hout].copy_from_slice(self.h0);
+        self.tape.h[block(init, b, hout)].copy_from_slice(self.h0);
         if s.cell.has_cell_state() {
-            self.tape.c[init * b * h..(init + 1) * b * h].copy_from_slice(self.c0);
+            self.tape.c[block(init, b, h)].copy_from_slice(self.c0);
         }
-        if s.steps == 0 || b == 0 {
+        if b == 0 {
             return;
         }
-        // The input projection of every step in one GEMM.
-        let rows = s.steps * b;
-        let gates = MatMut::row_major(self.tape.gates, rows, s.gh(), s.gh());
-        gemm(T::ONE, self.x, self.w.w_ih_t(&s), T::ZERO, gates);
         for k in 0..s.steps {
             let t = s.time(k);
             let (entry, exit) = (pos(s.entry(t)), pos(s.exit(t)));
@@ -125,6 +119,8 @@ impl<'a, T: Float> DirForward<'a, T> {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
         let (arch, w, step) = (self.arch, self.w, self.step);
+        let run = (arch, self.par);
+        let sc = &mut self.scratch;
         let gates = &mut self.tape.gates[t * b * gh..(t + 1) * b * gh];
         let (h_prev, h_next) = read_write(self.tape.h, b * hout, entry, exit);
         let slot = if self.tape.extra_slots > 0 {
@@ -135,39 +131,22 @@ impl<'a, T: Float> DirForward<'a, T> {
         let extra: &mut [T] = if self.tape.extra.is_empty() {
             &mut []
         } else {
-            &mut self.tape.extra[slot * b * h..(slot + 1) * b * h]
+            &mut self.tape.extra[block(slot, b, h)]
         };
         let h_prev_m = MatRef::row_major(h_prev, b, hout, hout);
         match s.cell {
             CellKind::Rnn(nonlinearity) => {
-                gemm_packed(
-                    arch,
-                    h_prev_m,
-                    step.first,
-                    T::ONE,
-                    mat_mut(gates, b, gh),
-                    self.gemm_a,
-                );
-                let h = rows_mut(h_next, b, hout);
-                rnn_fwd_pointwise(
-                    arch,
-                    RnnFwdPointwise {
-                        gates: rows_mut(gates, b, gh),
-                        bias: w.bias,
-                        nonlinearity,
-                        h,
-                    },
-                );
+                step_product(run, h_prev_m, step.first, T::ONE, gates, sc);
+                let pass = RnnFwdPointwise {
+                    gates: rows_mut(gates, b, gh),
+                    bias: w.bias,
+                    nonlinearity,
+                    h: rows_mut(h_next, b, hout),
+                };
+                rnn_fwd_pointwise(arch, pass);
             }
             CellKind::Lstm => {
-                gemm_packed(
-                    arch,
-                    h_prev_m,
-                    step.first,
-                    T::ONE,
-                    mat_mut(gates, b, gh),
-                    self.gemm_a,
-                );
+                step_product(run, h_prev_m, step.first, T::ONE, gates, sc);
                 let (c_prev, c_next) = read_write(self.tape.c, b * h, entry, exit);
                 // A projected LSTM keeps o*tanh(c) in `extra` and projects it into h.
                 let m: &mut [T] = if s.proj > 0 {
@@ -184,27 +163,19 @@ impl<'a, T: Float> DirForward<'a, T> {
                 };
                 lstm_fwd_pointwise(arch, pass);
                 if let (true, Some(w_hr)) = (s.proj > 0, step.second) {
-                    let m = MatRef::row_major(&*extra, b, h, h);
-                    gemm_packed(
-                        arch,
-                        m,
+                    step_product(
+                        run,
+                        MatRef::row_major(&*extra, b, h, h),
                         w_hr,
                         T::ZERO,
-                        mat_mut(h_next, b, hout),
-                        self.gemm_a,
+                        h_next,
+                        sc,
                     );
                 }
             }
             CellKind::Gru { reset_after: true } => {
-                let hidden = &mut self.scratch[..b * gh];
-                gemm_packed(
-                    arch,
-                    h_prev_m,
-                    step.first,
-                    T::ZERO,
-                    mat_mut(hidden, b, gh),
-                    self.gemm_a,
-                );
+                let hidden = &mut self.products[..b * gh];
+                step_product(run, h_prev_m, step.first, T::ZERO, hidden, sc);
                 let pass = GruFwdPointwise {
                     gates: rows_mut(gates, b, gh),
                     hidden_gates: rows(hidden, b, gh),
@@ -217,16 +188,9 @@ impl<'a, T: Float> DirForward<'a, T> {
                 gru_fwd_pointwise(arch, pass);
             }
             CellKind::Gru { reset_after: false } => {
-                let (hidden_rz, rest) = self.scratch.split_at_mut(b * 2 * h);
+                let (hidden_rz, rest) = self.products.split_at_mut(b * 2 * h);
                 let hidden_n = &mut rest[..b * h];
-                gemm_packed(
-                    arch,
-                    h_prev_m,
-                    step.first,
-                    T::ZERO,
-                    mat_mut(hidden_rz, b, 2 * h),
-                    self.gemm_a,
-                );
+                step_product(run, h_prev_m, step.first, T::ZERO, hidden_rz, sc);
                 let pass = GruFwdPointwiseGates {
                     gates: rows_mut(gates, b, gh),
                     hidden_gates: rows(hidden_rz, b, 2 * h),
@@ -236,13 +200,13 @@ impl<'a, T: Float> DirForward<'a, T> {
                 };
                 gru_fwd_pointwise_gates(arch, pass);
                 let w_hn = step.second.expect("packed for a reset-before GRU");
-                gemm_packed(
-                    arch,
+                step_product(
+                    run,
                     MatRef::row_major(&*extra, b, h, h),
                     w_hn,
                     T::ZERO,
-                    mat_mut(hidden_n, b, h),
-                    self.gemm_a,
+                    hidden_n,
+                    sc,
                 );
                 let pass = GruFwdPointwiseOut {
                     gates: rows_mut(gates, b, gh),
@@ -283,13 +247,14 @@ impl<'a, T: Float> DirForward<'a, T> {
     /// Step `t`'s outputs: the new h, or zeros at padding.
     fn write_outputs(&mut self, t: usize, exit: usize) {
         let (b, hout) = (self.spec.batch, self.spec.hout);
-        let h_next = &self.tape.h[exit * b * hout..(exit + 1) * b * hout];
-        for r in 0..b {
-            let out = self.y.row_mut(t, r);
-            if self.masks.active(t, r) {
-                out.copy_from_slice(&h_next[r * hout..(r + 1) * hout]);
-            } else {
-                out.fill(T::ZERO);
+        let h_next = &self.tape.h[block(exit, b, hout)];
+        let y = &mut self.y[block(t, b, hout)];
+        y.copy_from_slice(h_next);
+        if self.masks.any_inactive(t) {
+            for (r, row) in y.chunks_exact_mut(hout).enumerate() {
+                if !self.masks.active(t, r) {
+                    row.fill(T::ZERO);
+                }
             }
         }
     }

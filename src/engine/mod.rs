@@ -1,15 +1,19 @@
-//! The time loops: one layer and direction forward ([`forward`]) and backward
-//! ([`backward`]), and the module-level drivers over layers and directions ([`driver`]).
+//! The time loops: one direction's chunk of sequences forward ([`forward`]) and backward
+//! ([`backward`]), the products over all steps ([`products`]), and the module-level drivers
+//! over layers, directions and chunks ([`driver`]).
 //!
-//! Forward, per direction: one GEMM projects the inputs of all steps onto the gates; then
-//! each step runs the recurrent GEMM and one fused pointwise pass (two for a reset-before
-//! GRU, which needs a second product in between). Backward, per step: the pointwise pass
-//! gives the gate gradients, a GEMM carries dL/dh to the previous step; after the loop the
-//! weight gradients are single GEMMs over all steps. Nothing is allocated inside the loops.
+//! Forward, per direction: one GEMM projects the inputs of all steps onto the gates; then,
+//! per chunk, each step runs the recurrent GEMM and one fused pointwise pass (two for a
+//! reset-before GRU, which needs a second product in between). Backward, per chunk and step:
+//! the pointwise pass gives the gate gradients, a GEMM carries dL/dh to the previous step;
+//! after the loops the weight gradients and dx are GEMMs over all steps. Nothing is
+//! allocated inside the loops.
 
 pub(crate) mod backward;
 pub(crate) mod driver;
 pub(crate) mod forward;
+pub(crate) mod plan;
+pub(crate) mod products;
 
 use fused_rnn_kernels::gemm::packed::PackedRef;
 use fused_rnn_kernels::{CellKind, Float, MatRef, Rows, RowsMut};
@@ -115,16 +119,6 @@ impl<'a, T: Float> DirWeights<'a, T> {
             s.hout,
         )
     }
-    /// Rows `gates` of `W_ih` as they are: `[n*H, I]` (for dL/dx = dG W_ih).
-    pub fn w_ih_rows(&self, s: &DirSpec, gates: std::ops::Range<usize>) -> MatRef<'a, T> {
-        let rows = gates.start * s.hidden..gates.end * s.hidden;
-        MatRef::row_major(
-            &self.w_ih[rows.start * s.input..],
-            rows.len(),
-            s.input,
-            s.input,
-        )
-    }
 }
 
 /// One direction's recurrent weights packed for the per-step products (see [`crate::prepared`]).
@@ -169,14 +163,28 @@ pub(crate) fn combine_biases<T: Float>(
     }
 }
 
-/// Per-sequence lengths and resets of a call.
+/// Per-sequence lengths and resets, for a chunk of sequences.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Masks<'a> {
+    /// The chunk's lengths.
     pub lengths: Option<&'a [usize]>,
+    /// The whole call's `[T][B]` resets.
     pub resets: Option<&'a [bool]>,
+    /// The chunk's first sequence, and the whole batch (the row length of `resets`).
+    pub b0: usize,
+    pub full_batch: usize,
 }
 
-impl Masks<'_> {
+impl<'a> Masks<'a> {
+    /// The masks of the whole call's sequences `range`.
+    pub fn chunk(&self, range: std::ops::Range<usize>) -> Masks<'a> {
+        Masks {
+            lengths: self.lengths.map(|l| &l[range.clone()]),
+            resets: self.resets,
+            b0: self.b0 + range.start,
+            full_batch: self.full_batch,
+        }
+    }
     /// Whether sequence `b` is at a real (not padding) step `t`.
     pub fn active(&self, t: usize, b: usize) -> bool {
         self.lengths.is_none_or(|l| t < l[b])
@@ -191,72 +199,13 @@ impl Masks<'_> {
         let Some(resets) = self.resets else {
             return false;
         };
+        let at = |t: usize| t * self.full_batch + self.b0 + b;
         let marked = if s.reverse {
-            t + 1 < s.steps && resets[(t + 1) * s.batch + b]
+            t + 1 < s.steps && resets[at(t + 1)]
         } else {
-            resets[t * s.batch + b]
+            resets[at(t)]
         };
         marked && self.active(t, b)
-    }
-}
-
-/// A `[T][B][width]` window of a sequence buffer with any step and batch strides and a
-/// column offset: time-major, batch-major, and one direction's half of a bidirectional
-/// output are all such windows.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SeqView<'a, T> {
-    pub data: &'a [T],
-    pub batch: usize,
-    pub width: usize,
-    pub step_stride: usize,
-    pub batch_stride: usize,
-    pub offset: usize,
-}
-
-impl<'a, T> SeqView<'a, T> {
-    /// Step `t`'s B rows.
-    pub fn rows(&self, t: usize) -> Rows<'a, T> {
-        if self.batch == 0 || self.width == 0 {
-            return Rows::new(&self.data[..0], self.batch, self.width, self.batch_stride);
-        }
-        Rows::new(
-            &self.data[self.offset + t * self.step_stride..],
-            self.batch,
-            self.width,
-            self.batch_stride,
-        )
-    }
-}
-
-/// The mutable twin of [`SeqView`].
-#[derive(Debug)]
-pub(crate) struct SeqViewMut<'a, T> {
-    pub data: &'a mut [T],
-    pub width: usize,
-    pub step_stride: usize,
-    pub batch_stride: usize,
-    pub offset: usize,
-}
-
-impl<T> SeqViewMut<'_, T> {
-    /// Step `t`, sequence `b`.
-    pub fn row_mut(&mut self, t: usize, b: usize) -> &mut [T] {
-        let start = self.offset + t * self.step_stride + b * self.batch_stride;
-        &mut self.data[start..start + self.width]
-    }
-}
-
-/// Strides of a `[T][B][full]` (time-major) or `[B][T][full]` (batch-major) buffer.
-pub(crate) fn seq_strides(
-    batch_major: bool,
-    steps: usize,
-    batch: usize,
-    full: usize,
-) -> (usize, usize) {
-    if batch_major {
-        (full, steps * full)
-    } else {
-        (batch * full, full)
     }
 }
 
@@ -290,13 +239,4 @@ pub(crate) fn rows<T>(data: &[T], rows: usize, cols: usize) -> Rows<'_, T> {
 /// A row-major `rows x cols` matrix over packed rows.
 pub(crate) fn mat<T>(data: &[T], rows: usize, cols: usize) -> MatRef<'_, T> {
     MatRef::row_major(data, rows, cols, cols)
-}
-
-/// The mutable twin of [`mat`].
-pub(crate) fn mat_mut<T>(
-    data: &mut [T],
-    rows: usize,
-    cols: usize,
-) -> fused_rnn_kernels::MatMut<'_, T> {
-    fused_rnn_kernels::MatMut::row_major(data, rows, cols, cols)
 }

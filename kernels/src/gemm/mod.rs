@@ -277,6 +277,43 @@ impl<'a, T> MatMut<'a, T> {
         );
         &mut self.data[i * self.rs + j * self.cs]
     }
+    /// Splits into rows `..at` and rows `at..` (rows are contiguous ranges of memory, so the
+    /// halves are disjoint slices).
+    ///
+    /// # Panics
+    /// If `at > rows`, or rows are not separate ranges of memory (`rs` below a row's span).
+    pub fn split_rows(self, at: usize) -> (MatMut<'a, T>, MatMut<'a, T>) {
+        assert!(at <= self.rows, "MatMut::split_rows: out of bounds");
+        let span = self.cols.saturating_sub(1) * self.cs + 1;
+        assert!(
+            self.rows <= 1 || self.rs >= span,
+            "MatMut::split_rows: rows interleave"
+        );
+        let MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        } = self;
+        let (top, bottom) = data.split_at_mut((at * rs).min(data.len()));
+        (
+            MatMut {
+                data: top,
+                rows: at,
+                cols,
+                rs,
+                cs,
+            },
+            MatMut {
+                data: bottom,
+                rows: rows - at,
+                cols,
+                rs,
+                cs,
+            },
+        )
+    }
     /// A shorter-lived view of the same elements.
     pub fn reborrow(&mut self) -> MatMut<'_, T> {
         MatMut {
@@ -289,12 +326,31 @@ impl<'a, T> MatMut<'a, T> {
     }
 }
 
-/// `C <- alpha * A * B + beta * C` (BLAS semantics; `beta == 0` never reads C).
+/// `C <- alpha * A * B + beta * C` (BLAS semantics; `beta == 0` never reads C), on this
+/// thread.
 ///
 /// # Panics
 /// If the shapes disagree: `A` is `m x k`, `B` is `k x n`, `C` is `m x n`.
 #[track_caller]
 pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    gemm_threads(1, alpha, a, b, beta, c)
+}
+
+/// [`gemm`] on up to `threads` threads of the current rayon pool (0: all of them). The work
+/// is split over rows and columns of C, never over the inner dimension, so every element is
+/// the same sum in the same order whatever the thread count.
+///
+/// # Panics
+/// If the shapes disagree.
+#[track_caller]
+pub fn gemm_threads<T: Float>(
+    threads: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && c.rows == m && c.cols == n,
@@ -313,12 +369,18 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
     // The gemm crate computes `dst <- alpha * dst + beta * lhs * rhs` (reading dst only when
     // `read_dst`): its alpha is our beta and its beta our alpha.
     let read_dst = beta != T::ZERO;
+    let parallelism = if threads == 1 {
+        ::gemm::Parallelism::None
+    } else {
+        ::gemm::Parallelism::Rayon(threads)
+    };
     // SAFETY: the views were bounds-checked when made: every (i, j) of A (m x k), B (k x n)
     // and C (m x n) lies inside its slice (`extent` in `MatRef::new` / `MatMut::new`), the
     // shapes agree (asserted above), strides fit in isize (asserted in `new`), C's elements
     // do not alias (`non_aliasing`), and C is borrowed mutably while A and B are shared
     // borrows, so C overlaps neither. m, n, k > 0 here; T is f32 or f64 (sealed `Float`),
-    // types the gemm crate supports; `Parallelism::None` runs on this thread only.
+    // types the gemm crate supports. With `Rayon` the crate writes disjoint blocks of C from
+    // the pool's threads and returns when all are done, within this call's borrows.
     unsafe {
         ::gemm::gemm::<T>(
             m,
@@ -339,7 +401,7 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
             false,
             false,
             false,
-            ::gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

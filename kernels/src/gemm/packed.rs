@@ -49,6 +49,31 @@ impl<'a, T: Float> PackedRef<'a, T> {
         );
         PackedRef { data, k, n }
     }
+    /// The panels `panels` (columns `panels.start * NR ..`, clipped to `n`): a product with
+    /// it computes exactly those columns, with the same arithmetic as the whole.
+    ///
+    /// # Panics
+    /// If the range is past the last panel.
+    pub fn panels(&self, panels: core::ops::Range<usize>) -> Self {
+        let (nr, count) = (panel_width::<T>(), self.n.div_ceil(panel_width::<T>()));
+        assert!(
+            panels.start <= panels.end && panels.end <= count,
+            "PackedRef::panels: out of range"
+        );
+        let len = self.k * nr;
+        let n = (panels.end * nr)
+            .min(self.n)
+            .saturating_sub(panels.start * nr);
+        PackedRef {
+            data: &self.data[panels.start * len..panels.end * len],
+            k: self.k,
+            n,
+        }
+    }
+    /// The number of panels.
+    pub fn panel_count(&self) -> usize {
+        self.n.div_ceil(panel_width::<T>())
+    }
     /// Rows of the packed matrix (the product's inner dimension).
     pub fn k(&self) -> usize {
         self.k
@@ -171,7 +196,8 @@ pub fn gemm_packed<T: Float>(
         c.col_stride() == 1,
         "gemm_packed: C's rows must be contiguous"
     );
-    let col_major = a.col_stride() != 1;
+    // One row is contiguous either way: read it as a column-major block with stride 1.
+    let col_major = a.col_stride() != 1 || a.rows() == 1;
     if !col_major {
         let need = a_scratch_len(a.rows(), a.cols());
         assert!(
@@ -531,6 +557,46 @@ mod tests {
             for arch in available_archs() {
                 run::<f32>(arch, m, k, n, beta, seed)?;
                 run::<f64>(arch, m, k, n, beta, seed)?;
+            }
+        }
+    }
+
+    /// A product with a range of panels equals the same columns of the whole product.
+    #[test]
+    fn panel_ranges_compute_the_same_columns() {
+        let (m, k, n) = (3, 40, 100);
+        let mut rng = SplitMix::new(3);
+        let (a, w) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
+        let mut buf = vec![0.0; packed_len::<f64>(k, n)];
+        let packed = pack(MatRef::row_major(&w, k, n, n), &mut buf);
+        let mut whole = vec![0.0; m * n];
+        let mut scratch = vec![0.0; a_scratch_len(m, k)];
+        gemm_packed(
+            crate::arch(),
+            MatRef::row_major(&a, m, k, k),
+            packed,
+            0.0,
+            MatMut::row_major(&mut whole, m, n, n),
+            &mut scratch,
+        );
+        let nr = panel_width::<f64>();
+        for (p0, p1) in [(0, 1), (1, 4), (3, packed.panel_count())] {
+            let part = packed.panels(p0..p1);
+            let cols = part.n();
+            let mut out = vec![0.0; m * cols];
+            gemm_packed(
+                crate::arch(),
+                MatRef::row_major(&a, m, k, k),
+                part,
+                0.0,
+                MatMut::row_major(&mut out, m, cols, cols),
+                &mut scratch,
+            );
+            for r in 0..m {
+                assert_eq!(
+                    &out[r * cols..(r + 1) * cols],
+                    &whole[r * n + p0 * nr..r * n + p0 * nr + cols]
+                );
             }
         }
     }

@@ -1,0 +1,191 @@
+//! The products over all steps of a direction, outside the time loops: the input projection
+//! (forward), the weight gradients and dL/dx (backward). They run on the whole thread pool
+//! through [`gemm_threads`], which never splits a sum, so their results do not depend on the
+//! thread count.
+//!
+//! A layer's input is a list of column blocks, all with the same chunk-major rows: the
+//! layer-0 input `[T*B][I]`, or for upper layers one `[T*B][Hout]` block per direction of the
+//! layer below (their concatenation is PyTorch's `[forward, reverse]` input).
+
+use fused_rnn_kernels::{Float, MatMut, MatRef, gemm_threads};
+
+use super::{DirSpec, DirWeights, mat};
+use crate::layout::Dims;
+use crate::params::LayerParamsMut;
+
+/// One column block of a layer's input: `[T*B][width]` rows, starting at input column `col`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InputBlock<'a, T> {
+    pub data: &'a [T],
+    pub col: usize,
+    pub width: usize,
+}
+
+/// `gates = X W_ih^T` over all rows (no bias: the pointwise pass adds it).
+pub(crate) fn project_inputs<T: Float>(
+    threads: usize,
+    s: &DirSpec,
+    w: &DirWeights<'_, T>,
+    input: &[InputBlock<'_, T>],
+    gates: &mut [T],
+) {
+    let rows = s.steps * s.batch;
+    let w_ih_t = w.w_ih_t(s);
+    for (i, blk) in input.iter().enumerate() {
+        let beta = if i == 0 { T::ZERO } else { T::ONE };
+        let x = mat(blk.data, rows, blk.width);
+        let w_part = w_ih_t.rows_range(blk.col, blk.width);
+        gemm_threads(
+            threads,
+            T::ONE,
+            x,
+            w_part,
+            beta,
+            MatMut::row_major(gates, rows, s.gh(), s.gh()),
+        );
+    }
+}
+
+/// What a direction's backward left for the products over all rows.
+pub(crate) struct DirGrads<'a, T> {
+    /// `[T*B][G*H]` gate gradients (the recurrent side for a reset-after GRU).
+    pub dg: &'a [T],
+    /// `[T*B][H]` the input side of a reset-after GRU's n.
+    pub d_an: &'a [T],
+    /// `[T*B][P]` dL/dh of a projected LSTM.
+    pub dh_all: &'a [T],
+    /// The direction's training tape: h `[(T+1)*B][Hout]` and extra `[T*B][H]`.
+    pub h: &'a [T],
+    pub extra: &'a [T],
+}
+
+impl<T: Float> DirGrads<'_, T> {
+    /// The input side's gate gradients: (all gates but a reset-after GRU's n, then n).
+    fn input_side(&self, s: &DirSpec) -> (MatRef<'_, T>, Option<MatRef<'_, T>>) {
+        let (rows, gh, h) = (s.steps * s.batch, s.gh(), s.hidden);
+        let dg = mat(self.dg, rows, gh);
+        match s.cell {
+            fused_rnn_kernels::CellKind::Gru { reset_after: true } => {
+                (dg.cols_range(0, 2 * h), Some(mat(self.d_an, rows, h)))
+            }
+            _ => (dg, None),
+        }
+    }
+}
+
+/// Adds this direction's weight and bias gradients into `grads`.
+///
+/// `dW_ih[:, block] += dG^T X_block`; `dW_hh += sum over chunks of dG_c^T H_prev,c` (the
+/// states entering a chunk's steps are contiguous; a reset-before GRU's n block uses `r*h`);
+/// `dW_hr += dL/dh^T (o tanh c)`; biases are column sums of the gate gradients.
+pub(crate) fn weight_gradients<T: Float>(
+    threads: usize,
+    (d, s): (&Dims, &DirSpec),
+    input: &[InputBlock<'_, T>],
+    g: &DirGrads<'_, T>,
+    grads: LayerParamsMut<'_, T>,
+) {
+    let (rows, h, hout, gh, in_size) = (s.steps * s.batch, s.hidden, s.hout, s.gh(), s.input);
+    // `out += lhs^T rhs` for a block of `out` (rows of lhs^T, columns of rhs, row stride ld).
+    let acc_t = |lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, out: &mut [T], ld: usize| {
+        let c = MatMut::new(out, lhs.cols(), rhs.cols(), ld, 1);
+        gemm_threads(threads, T::ONE, lhs.t(), rhs, T::ONE, c);
+    };
+    let (x_side, x_side_n) = g.input_side(s);
+    let split = x_side.cols();
+    for blk in input {
+        let x = mat(blk.data, rows, blk.width);
+        acc_t(x_side, x, &mut grads.w_ih[blk.col..], in_size);
+        if let Some(dan) = x_side_n {
+            acc_t(
+                dan,
+                x,
+                &mut grads.w_ih[split * in_size + blk.col..],
+                in_size,
+            );
+        }
+    }
+    let dg = mat(g.dg, rows, gh);
+    let positions = s.steps + 1;
+    let first = s.entry(0).min(s.entry(s.steps.saturating_sub(1)));
+    let reset_before = s.cell == (fused_rnn_kernels::CellKind::Gru { reset_after: false });
+    let recurrent = if reset_before { 2 * h } else { gh };
+    for c in 0..d.chunks {
+        let range = d.chunk(c);
+        let bc = range.len();
+        // Chunk c's states entering steps 0..T: positions first..first+T of its region.
+        let at = (positions * range.start + first * bc) * hout;
+        let h_prev = mat(&g.h[at..at + s.steps * bc * hout], s.steps * bc, hout);
+        let dg_c = dg
+            .rows_range(s.steps * range.start, s.steps * bc)
+            .cols_range(0, recurrent);
+        acc_t(dg_c, h_prev, grads.w_hh, hout);
+    }
+    if reset_before {
+        acc_t(
+            dg.cols_range(2 * h, h),
+            mat(g.extra, rows, h),
+            &mut grads.w_hh[2 * h * h..],
+            h,
+        );
+    }
+    if let (Some(dw_hr), true) = (grads.w_hr, s.proj > 0) {
+        acc_t(mat(g.dh_all, rows, hout), mat(g.extra, rows, h), dw_hr, h);
+    }
+    if let (Some(db_ih), Some(db_hh)) = (grads.b_ih, grads.b_hh) {
+        column_sums(x_side, &mut db_ih[..split]);
+        if let Some(dan) = x_side_n {
+            column_sums(dan, &mut db_ih[split..]);
+        }
+        column_sums(dg, db_hh);
+    }
+}
+
+/// `dX_block (+)= dG W_ih[:, block]` for every block of this direction's input (`add`: the
+/// second direction of a layer adds to the first's).
+pub(crate) fn input_gradients<T: Float>(
+    threads: usize,
+    s: &DirSpec,
+    w: &DirWeights<'_, T>,
+    g: &DirGrads<'_, T>,
+    dx: &mut [(&mut [T], usize)],
+    add: bool,
+) {
+    let rows = s.steps * s.batch;
+    let (x_side, x_side_n) = g.input_side(s);
+    let split = x_side.cols();
+    let w_ih = mat(w.w_ih, s.gh(), s.input);
+    for (out, col) in dx.iter_mut() {
+        let width = out.len() / rows.max(1);
+        let beta = if add { T::ONE } else { T::ZERO };
+        let w_rz = w_ih.rows_range(0, split).cols_range(*col, width);
+        gemm_threads(
+            threads,
+            T::ONE,
+            x_side,
+            w_rz,
+            beta,
+            MatMut::row_major(out, rows, width, width),
+        );
+        if let Some(dan) = x_side_n {
+            let w_n = w_ih.rows_range(split, s.hidden).cols_range(*col, width);
+            gemm_threads(
+                threads,
+                T::ONE,
+                dan,
+                w_n,
+                T::ONE,
+                MatMut::row_major(out, rows, width, width),
+            );
+        }
+    }
+}
+
+/// `out += sum over rows of m`, in row order (a fixed order: deterministic).
+fn column_sums<T: Float>(m: MatRef<'_, T>, out: &mut [T]) {
+    for i in 0..m.rows() {
+        for (o, &v) in out.iter_mut().zip(m.row(i)) {
+            *o += v;
+        }
+    }
+}
