@@ -169,7 +169,7 @@ fn input_blocks<'a, T>(
             .iter()
             .enumerate()
             .map(|(dir, b)| InputBlock {
-                data: &**b,
+                data: b,
                 col: dir * d.hout,
                 width: d.hout,
             })
@@ -239,7 +239,7 @@ fn forward_layer<T: Float>(
             input,
             &mut tape[..tape_lens.gates],
         );
-        let ys = chunk_regions(&mut **out, &d, d.steps * d.hout);
+        let ys = chunk_regions(out, &d, d.steps * d.hout);
         let (hs, cs) = (
             std::mem::take(&mut states_h[dir]),
             std::mem::take(&mut states_c[dir]),
@@ -347,7 +347,7 @@ pub(crate) fn forward<T: Float>(
         let tapes = dir_blocks(&mut *tape_buf, d.dirs, tape_lens.total().expect("checked"));
         forward_layer(call, layer, &input, (tapes, &tape_lens), out, state, tasks);
     }
-    let top = if (d.layers - 1) % 2 == 0 {
+    let top = if (d.layers - 1).is_multiple_of(2) {
         &mut set_a
     } else {
         &mut set_b
@@ -556,7 +556,7 @@ pub(crate) fn backward<T: Float>(
     let (mut dg_all, mut an_all, mut dh_all) = (dg_all, an_all, dh_all);
     for layer in (0..d.layers).rev() {
         // Layer k reads its dy from A if (L-1-k) is even, B if odd; writes its dx into the other.
-        let (dys, dxs) = if (d.layers - 1 - layer) % 2 == 0 {
+        let (dys, dxs) = if (d.layers - 1 - layer).is_multiple_of(2) {
             (&mut set_a, &mut set_b)
         } else {
             (&mut set_b, &mut set_a)
@@ -602,9 +602,9 @@ pub(crate) fn backward<T: Float>(
                 let at = rl.layer_start[layer] + dir * tape_len;
                 let tapes = chunk_tape_refs(&reserve[at..at + tape_len], &rl.tape, &d);
                 let dy_chunks = chunk_slices(&*dys[dir], &d, d.steps * d.hout);
-                let dg = chunk_regions(&mut **dg_dir, &d, d.steps * d.gh());
-                let an = chunk_regions(&mut **an_dir, &d, d.steps * an_w);
-                let pr = chunk_regions(&mut **pr_dir, &d, d.steps * proj_w);
+                let dg = chunk_regions(dg_dir, &d, d.steps * d.gh());
+                let an = chunk_regions(an_dir, &d, d.steps * an_w);
+                let pr = chunk_regions(pr_dir, &d, d.steps * proj_w);
                 let (hs, cs) = (
                     std::mem::take(&mut sh[dir]),
                     std::mem::take(&mut sc_rows[dir]),
