@@ -1,27 +1,58 @@
-//! Runs one benchmark shape in a loop for profiling: `cargo run --release --example
-//! profile_case -- lstm 512 16 25 train 50` (cell, hidden = input, batch, steps, mode, iters).
+//! Runs one benchmark shape in a loop, for profiling and quick timing:
+//!
+//! ```text
+//! cargo run --release --example profile_case -- lstm 512 16 25 train 50 2
+//! ```
+//!
+//! Arguments: cell (lstm, gru, rnn), hidden (= input) size, batch, steps, mode (train or
+//! infer), iterations, threads (0: `Parallelism::Sequential`, else a rayon pool of that size).
 
 use fused_rnn::{
-    Backward, CellKind, Config, Input, Nonlinearity, Recurrent, Reserve, SeqShape, Workspace,
+    Backward, CellKind, Config, Input, Nonlinearity, Parallelism, Recurrent, Reserve, SeqShape,
+    Workspace,
 };
+
+/// One case: cell, (hidden, batch, steps), training or not, iterations.
+struct Case {
+    cell: CellKind,
+    hidden: usize,
+    batch: usize,
+    steps: usize,
+    train: bool,
+    iters: usize,
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, d: &str| args.get(i).cloned().unwrap_or_else(|| d.to_string());
+    let n = |i: usize, d: &str| arg(i, d).parse::<usize>().expect("a number");
     let cell = match arg(0, "lstm").as_str() {
         "gru" => CellKind::Gru { reset_after: true },
         "rnn" => CellKind::Rnn(Nonlinearity::Tanh),
         _ => CellKind::Lstm,
     };
-    let n = |i: usize, d: &str| arg(i, d).parse::<usize>().expect("a number");
-    let (h, b, t, train, iters) = (
-        n(1, "512"),
-        n(2, "16"),
-        n(3, "25"),
-        arg(4, "train") == "train",
-        n(5, "20"),
-    );
-    let m = Recurrent::<f32>::with_seed(Config::lstm(h, h).with_cell(cell), 0).unwrap();
+    let case = Case {
+        cell,
+        hidden: n(1, "512"),
+        batch: n(2, "16"),
+        steps: n(3, "25"),
+        train: arg(4, "train") == "train",
+        iters: n(5, "20"),
+    };
+    match n(6, "1") {
+        0 => run(&case, Parallelism::Sequential),
+        threads => rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool")
+            .install(|| run(&case, Parallelism::Rayon)),
+    }
+}
+
+fn run(c: &Case, par: Parallelism) {
+    let (h, b, t) = (c.hidden, c.batch, c.steps);
+    let config = Config::lstm(h, h).with_cell(c.cell).with_parallelism(par);
+    let m = Recurrent::<f32>::with_seed(config, 0).unwrap();
     let shape = SeqShape::new(t, b);
     let x = vec![0.1f32; t * b * h];
     let mut y = vec![0.0f32; t * b * h];
@@ -34,12 +65,12 @@ fn main() {
     );
     let mut start = std::time::Instant::now();
     // One untimed call first: it builds the prepared weights (once per parameter update).
-    for i in 0..=iters {
+    for i in 0..=c.iters {
         if i == 1 {
             start = std::time::Instant::now();
         }
         let mut state = m.zero_state(b);
-        if train {
+        if c.train {
             m.forward_train(
                 Input::new(&x, shape),
                 &mut state,
@@ -61,8 +92,8 @@ fn main() {
                 .unwrap();
         }
     }
-    let per = start.elapsed().as_secs_f64() / iters as f64;
-    let flops = 2.0 * (t * b * 2 * h * cell.gates() * h) as f64 * if train { 3.0 } else { 1.0 };
+    let per = start.elapsed().as_secs_f64() / c.iters as f64;
+    let flops = 2.0 * (t * b * 2 * h * c.cell.gates() * h) as f64 * if c.train { 3.0 } else { 1.0 };
     println!(
         "{:.3} ms per iteration, {:.1} GFLOP/s",
         per * 1e3,
