@@ -198,10 +198,11 @@ pub(crate) fn reserve_len(config: &Config, shape: SeqShape) -> Result<usize, Err
     Ok(ReserveLayout::new(&Dims::new(config, shape))?.total)
 }
 
-/// Whether a step product of `rows` rows is split into column ranges (a small batch has too
-/// few rows to split the batch; see `engine::plan::step_product`).
-pub(crate) fn splits_columns(rows: usize) -> bool {
-    rows < 8
+/// Whether a step product of `rows` rows with a `k x n` weight is split into column ranges:
+/// a small batch has too few rows to split the batch (see `engine::plan::step_product`), and
+/// below about 128K multiply-adds per row the split costs more than it saves.
+pub(crate) fn splits_columns(rows: usize, k: usize, n: usize) -> bool {
+    rows < 8 && k.saturating_mul(n) >= 1 << 17
 }
 
 /// Scratch of one forward task (a direction's chunk of `rows` sequences): a copy of the
@@ -210,7 +211,7 @@ pub(crate) fn splits_columns(rows: usize) -> bool {
 /// product (`rows*G*H`).
 pub(crate) fn fwd_task_len(d: &Dims, rows: usize) -> usize {
     let gru = matches!(d.cell, CellKind::Gru { .. });
-    let staging = if splits_columns(rows) {
+    let staging = if rows < 8 {
         rows * d.gh().max(d.hout)
     } else {
         0
@@ -225,7 +226,7 @@ pub(crate) fn fwd_task_len(d: &Dims, rows: usize) -> usize {
 /// (`2*rows*H`, LSTM), `rows*H` for `d(r*h)` (reset-before GRU) or `dL/d(o tanh c)`
 /// (projected LSTM), the step GEMM's scratch, and the staging of a split product.
 pub(crate) fn bwd_task_len(d: &Dims, rows: usize) -> usize {
-    let staging = if splits_columns(rows) {
+    let staging = if rows < 8 {
         rows * d.hout.max(d.hidden)
     } else {
         0

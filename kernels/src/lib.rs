@@ -19,6 +19,7 @@ pub mod float;
 pub mod gemm;
 pub mod lanes;
 pub mod math;
+pub mod peak;
 pub mod pointwise;
 pub mod reference;
 #[cfg(any(test, feature = "testing"))]

@@ -52,7 +52,7 @@ pub(crate) fn step_product<T: Float>(
 ) {
     let (rows, k, n) = (a.rows(), a.cols(), w.n());
     let panels = w.panel_count();
-    if !splits_columns(rows) || panels < 2 {
+    if !splits_columns(rows, k, n) || panels < 2 {
         gemm_packed(
             arch,
             a,

@@ -2,6 +2,8 @@
 //! toward the sizes that break SIMD code, values that saturate the gates, a seeded generator,
 //! NaN-filled buffers, and the tolerance check `|x - r| <= abs + rel * |r|`.
 
+pub mod alloc;
+
 use proptest::prelude::*;
 
 use crate::float::Float;
