@@ -11,24 +11,45 @@ use std::fmt;
 
 use crate::config::Config;
 use crate::input::SeqShape;
+use crate::params::Params;
+use crate::prepared::{Pass, Prepared};
 use fused_rnn_kernels::Float;
 
 /// Scratch memory for one call at a time, reusable across calls and modules.
-#[derive(Clone, Debug, Default)]
+///
+/// It also keeps the weights of the last module it served prepared for the forward and the
+/// backward pass (see [`crate::prepared`]), so the first call after the parameters change
+/// repacks them, and later calls do not.
+#[derive(Clone, Debug)]
 pub struct Workspace<T> {
     buf: Vec<T>,
+    /// Per [`Pass`]: which module (id, parameter version) the slot was prepared for.
+    prepared: [PreparedSlot<T>; 2],
+}
+
+/// Prepared weights and the (module id, parameter version) they were prepared from.
+type PreparedSlot<T> = (Option<(u64, u64)>, Option<Prepared<T>>);
+
+impl<T: Float> Default for Workspace<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<T: Float> Workspace<T> {
     /// An empty workspace; the first call grows it.
     pub fn new() -> Self {
-        Workspace { buf: Vec::new() }
+        Workspace {
+            buf: Vec::new(),
+            prepared: [(None, None), (None, None)],
+        }
     }
     /// A workspace of `len` elements (from [`Recurrent::workspace_len`](crate::Recurrent::workspace_len)),
     /// so that no call allocates.
     pub fn with_len(len: usize) -> Self {
         Workspace {
             buf: vec![T::ZERO; len],
+            ..Self::new()
         }
     }
     /// Its current length in elements.
@@ -39,12 +60,23 @@ impl<T: Float> Workspace<T> {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
-    /// The first `len` elements, growing the buffer if needed (contents are unspecified).
-    pub(crate) fn take(&mut self, len: usize) -> &mut [T] {
+    /// The first `len` elements of scratch (growing the buffer if needed; contents are
+    /// unspecified) and the weights of the module `key = (id, version)` prepared for `pass`.
+    pub(crate) fn for_call(
+        &mut self,
+        len: usize,
+        (key, config, params): ((u64, u64), &Config, &Params<T>),
+        pass: Pass,
+    ) -> (&mut [T], &Prepared<T>) {
         if self.buf.len() < len {
             self.buf.resize(len, T::ZERO);
         }
-        &mut self.buf[..len]
+        let (held, slot) = &mut self.prepared[pass as usize];
+        if *held != Some(key) {
+            Prepared::fill(slot, config, params, pass);
+            *held = Some(key);
+        }
+        (&mut self.buf[..len], slot.as_ref().expect("filled above"))
     }
 }
 

@@ -37,9 +37,12 @@ use crate::input::SeqShape;
 use fused_rnn_kernels::CellKind;
 use fused_rnn_kernels::gemm::packed::a_scratch_len;
 
+/// The most batch chunks a call cuts (see the module docs).
+pub(crate) const MAX_CHUNKS: usize = 16;
+
 /// The number of batch chunks for `batch` sequences (see the module docs).
 pub(crate) fn batch_chunks(batch: usize) -> usize {
-    (batch / 8).clamp(1, 16)
+    (batch / 8).clamp(1, MAX_CHUNKS)
 }
 
 /// The sequences of chunk `c` of `chunks`.
@@ -158,8 +161,9 @@ impl TapeLens {
 #[derive(Clone, Debug)]
 pub(crate) struct ReserveLayout {
     pub tape: TapeLens,
-    /// Per layer: its start; the layer's D tapes come first, then its output blocks.
-    pub layer_start: Vec<usize>,
+    /// The length of every layer's part but the last's (all are the same): its D tapes,
+    /// then its D output blocks and, with dropout, their D masks.
+    pub layer_len: usize,
     /// One direction's output block (and its dropout mask): `T*B*Hout`.
     pub out_block: usize,
     pub total: usize,
@@ -169,27 +173,24 @@ impl ReserveLayout {
     pub fn new(d: &Dims) -> Result<Self, Error> {
         let tape = TapeLens::new(d, true)?;
         let out_block = d.per_row(d.hout)?;
-        let mut layer_start = Vec::with_capacity(d.layers);
-        let mut offset = 0usize;
-        for layer in 0..d.layers {
-            layer_start.push(offset);
-            let mut len = mul(&[d.dirs, tape.total()?])?;
-            if layer + 1 < d.layers {
-                let blocks = mul(&[d.dirs, out_block, if d.dropout { 2 } else { 1 }])?;
-                len = add(&[len, blocks])?;
-            }
-            offset = add(&[offset, len])?;
-        }
+        let tapes = mul(&[d.dirs, tape.total()?])?;
+        let blocks = mul(&[d.dirs, out_block, if d.dropout { 2 } else { 1 }])?;
+        let layer_len = add(&[tapes, blocks])?;
+        let total = add(&[mul(&[d.layers.saturating_sub(1), layer_len])?, tapes])?;
         Ok(ReserveLayout {
             tape,
-            layer_start,
+            layer_len,
             out_block,
-            total: offset,
+            total,
         })
+    }
+    /// Where layer `layer`'s part starts (within `total`, so it cannot overflow).
+    pub fn layer_start(&self, layer: usize) -> usize {
+        layer * self.layer_len
     }
     /// Where layer `layer`'s output blocks (the next layer's input) start.
     pub fn outputs_at(&self, layer: usize, dirs: usize) -> usize {
-        self.layer_start[layer] + dirs * self.tape.total().expect("checked in new")
+        self.layer_start(layer) + dirs * self.tape.total().expect("checked in new")
     }
 }
 

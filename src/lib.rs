@@ -54,16 +54,19 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod buffers;
+pub mod clip;
 pub mod config;
 mod engine;
 pub mod error;
 pub mod gradcheck;
 pub mod input;
+pub mod io;
 pub mod layout;
 pub mod params;
 mod prepared;
 mod recurrent;
 pub mod state;
+pub mod tbptt;
 
 pub use buffers::{Reserve, ReserveShape, Workspace};
 pub use config::{CellKind, Config, Nonlinearity, Parallelism, SeqLayout};
@@ -73,6 +76,7 @@ pub use input::{Input, SeqShape};
 pub use params::{Grads, Params, Tensor};
 pub use recurrent::{Backward, Recurrent};
 pub use state::State;
+pub use tbptt::{Tbptt, Truncation};
 
 /// The README's code, compiled and run as a doc test.
 #[doc = include_str!("../README.md")]

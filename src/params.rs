@@ -16,6 +16,9 @@
 //! `state_dict` maps onto these tensors one to one. Gradients are a [`Params`] of the same
 //! shape ([`Grads`]); `backward` *adds* into them, [`Params::fill`] with 0 resets them.
 
+use arrayvec::{ArrayString, ArrayVec};
+use std::fmt::Write;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -111,44 +114,57 @@ pub struct Params<T> {
 /// Gradients have the same tensors as parameters.
 pub type Grads<T> = Params<T>;
 
-/// The expected (name, shape, role) of every tensor of `config`, in order.
-pub(crate) fn expected_tensors(config: &Config) -> Vec<(String, Vec<usize>, Role)> {
+/// One tensor a configuration needs. Held on the stack, so that checking a module's tensors
+/// on every call allocates nothing.
+#[derive(Clone, Debug)]
+pub(crate) struct TensorSpec {
+    /// The PyTorch name; at most 11 + 20 digits + 8 bytes.
+    pub name: ArrayString<48>,
+    pub shape: ArrayVec<usize, 2>,
+}
+
+/// The expected tensors of `config`, in `state_dict` order.
+pub(crate) fn expected_tensors(config: &Config) -> impl Iterator<Item = TensorSpec> + '_ {
     let (gh, h, hout) = (
         config.cell.gates() * config.hidden_size,
         config.hidden_size,
         config.state_size(),
     );
-    let mut out = Vec::new();
-    for layer in 0..config.num_layers {
-        for dir in 0..config.directions() {
-            let suffix = if dir == 1 { "_reverse" } else { "" };
-            let mut push = |role: Role, shape: Vec<usize>| {
-                out.push((format!("{}_l{layer}{suffix}", role.prefix()), shape, role));
-            };
-            push(Role::WeightIh, vec![gh, config.layer_input_size(layer)]);
-            push(Role::WeightHh, vec![gh, hout]);
-            if config.bias {
-                push(Role::BiasIh, vec![gh]);
-                push(Role::BiasHh, vec![gh]);
-            }
-            if config.proj_size > 0 {
-                push(Role::WeightHr, vec![config.proj_size, h]);
-            }
-        }
-    }
-    out
+    let roles = [
+        Role::WeightIh,
+        Role::WeightHh,
+        Role::BiasIh,
+        Role::BiasHh,
+        Role::WeightHr,
+    ];
+    (0..config.num_layers).flat_map(move |layer| {
+        (0..config.directions()).flat_map(move |dir| {
+            roles.into_iter().filter_map(move |role| {
+                let shape: ArrayVec<usize, 2> = match role {
+                    Role::WeightIh => [gh, config.layer_input_size(layer)].into(),
+                    Role::WeightHh => [gh, hout].into(),
+                    Role::BiasIh | Role::BiasHh if config.bias => [gh].into_iter().collect(),
+                    Role::WeightHr if config.proj_size > 0 => [config.proj_size, h].into(),
+                    _ => return None,
+                };
+                let mut name = ArrayString::new();
+                let suffix = if dir == 1 { "_reverse" } else { "" };
+                write!(name, "{}_l{layer}{suffix}", role.prefix()).expect("fits in 48 bytes");
+                Some(TensorSpec { name, shape })
+            })
+        })
+    })
 }
 
 impl<T: Float> Params<T> {
     fn from_fn(config: &Config, mut value: impl FnMut() -> T) -> Result<Self, Error> {
         config.validate()?;
         let tensors = expected_tensors(config)
-            .into_iter()
-            .map(|(name, shape, _)| {
-                let n = crate::error::mul(&shape)?;
+            .map(|spec| {
+                let n = crate::error::mul(&spec.shape)?;
                 Ok(Tensor {
-                    name,
-                    shape,
+                    name: spec.name.to_string(),
+                    shape: spec.shape.to_vec(),
                     data: (0..n).map(|_| value()).collect(),
                 })
             })
@@ -199,7 +215,8 @@ impl<T: Float> Params<T> {
         config.validate()?;
         let mut given: Vec<(String, Vec<usize>, Vec<T>)> = tensors.into_iter().collect();
         let mut out = Vec::new();
-        for (name, shape, _) in expected_tensors(config) {
+        for spec in expected_tensors(config) {
+            let (name, shape) = (spec.name.to_string(), spec.shape.to_vec());
             let pos = given
                 .iter()
                 .position(|t| t.0 == name)
@@ -228,39 +245,34 @@ impl<T: Float> Params<T> {
 
     /// Whether these tensors are exactly the ones `config` needs (names and shapes).
     pub fn matches(&self, config: &Config) -> bool {
-        let want = expected_tensors(config);
-        want.len() == self.tensors.len()
-            && want
-                .iter()
-                .zip(&self.tensors)
-                .all(|((n, s, _), t)| *n == t.name && *s == t.shape)
+        self.check(config, "params").is_ok()
     }
 
     /// Checks that these tensors are the ones `config` needs.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] or [`Error::ShapeMismatch`] naming the first tensor that
-    /// differs.
+    /// [`Error::ShapeMismatch`] for another tensor count, or [`Error::InvalidArgument`]
+    /// naming the first tensor that differs.
     pub fn check(&self, config: &Config, what: &'static str) -> Result<(), Error> {
-        let want = expected_tensors(config);
-        if want.len() != self.tensors.len() {
+        let count = expected_tensors(config).count();
+        if count != self.tensors.len() {
             return Err(Error::shape(
                 format!("{what}: tensor count"),
-                want.len(),
+                count,
                 self.tensors.len(),
             ));
         }
-        for ((name, shape, _), t) in want.iter().zip(&self.tensors) {
-            if *name != t.name {
+        for (want, t) in expected_tensors(config).zip(&self.tensors) {
+            if *want.name != t.name {
                 return Err(Error::invalid(
                     what,
-                    format!("expected tensor {name}, found {}", t.name),
+                    format!("expected tensor {}, found {}", want.name, t.name),
                 ));
             }
-            if *shape != t.shape {
+            if *want.shape != t.shape {
                 return Err(Error::invalid(
                     t.name.clone(),
-                    format!("{what}: shape {:?}, expected {shape:?}", t.shape),
+                    format!("{what}: shape {:?}, expected {:?}", t.shape, want.shape),
                 ));
             }
         }

@@ -1,16 +1,17 @@
 //! Weights prepared once per parameter update: the layouts the products want, built from
 //! PyTorch's.
 //!
-//! * `W_ih^T` as a row-major `[I, G*H]` matrix: the input projection `X W_ih^T` is then a
-//!   product with a row-major right operand, the layout the `gemm` crate is fastest with
-//!   (up to 4x at small batches, measured).
-//! * The recurrent weights packed for [`gemm_packed`](fused_rnn_kernels::gemm::packed):
-//!   forward `W_hh^T` (and `W_hn^T` or `W_hr^T`), backward `W_hh` (and `W_hn` or `W_hr`).
+//! Every weight a product meets is packed for [`gemm_packed`](fused_rnn_kernels::gemm::packed)
+//! once, instead of on every product:
+//!
+//! * forward: `W_ih^T` (the input projection `X W_ih^T`), `W_hh^T` (and `W_hn^T` or `W_hr^T`);
+//! * backward: `W_ih` by input block (`dX = dG W_ih`), `W_hh` (and `W_hn` or `W_hr`).
 //! * The biases combined as the pointwise kernels take them.
 //!
-//! [`crate::Recurrent`] builds the forward set on its first forward call and the backward set
-//! on its first backward call after the parameters change, and drops both when they change
-//! (`tensors_mut`, `set_params`). Costs about 1.5x the parameters' memory.
+//! They live in the caller's [`Workspace`](crate::Workspace), keyed by the module and the
+//! version of its parameters: the first call after the parameters change repacks them in
+//! place (no allocation after the first time), later calls reuse them. Costs about twice the
+//! parameters' memory per workspace (both passes).
 
 use fused_rnn_kernels::gemm::packed::{PackedRef, pack, packed_len};
 use fused_rnn_kernels::{CellKind, Float, MatRef};
@@ -34,6 +35,15 @@ impl<T: Float> Packed<T> {
         pack(w, &mut data);
         Packed { data, k, n }
     }
+    /// Packs `w` into this buffer, reusing it when the shape is the same.
+    fn refill(slot: &mut Option<Packed<T>>, w: Option<MatRef<'_, T>>) {
+        match (slot.as_mut(), w) {
+            (Some(p), Some(w)) if (p.k, p.n) == (w.rows(), w.cols()) => {
+                pack(w, &mut p.data);
+            }
+            (_, w) => *slot = w.map(Packed::new),
+        }
+    }
     fn view(&self) -> PackedRef<'_, T> {
         PackedRef::from_packed(&self.data, self.k, self.n)
     }
@@ -42,11 +52,14 @@ impl<T: Float> Packed<T> {
 /// One direction's prepared weights.
 #[derive(Clone, Debug)]
 pub(crate) struct PreparedDir<T> {
-    /// Forward: `W_ih^T` row-major; backward: unused (dx takes `W_ih` as it is).
-    w_ih_t: Vec<T>,
+    /// Forward: `W_ih^T` packed, `[I, G*H]`.
+    w_ih_t: Option<Packed<T>>,
+    /// Backward: the columns of `W_ih` that meet each input block (one for layer 0, one per
+    /// direction of the layer below), packed: `[G*H, width]`.
+    w_ih_cols: [Option<Packed<T>>; 2],
     bias: Vec<T>,
     bias_hn: Vec<T>,
-    first: Packed<T>,
+    first: Option<Packed<T>>,
     second: Option<Packed<T>>,
 }
 
@@ -65,17 +78,26 @@ pub(crate) enum Pass {
 }
 
 impl<T: Float> Prepared<T> {
-    pub fn new(config: &Config, params: &Params<T>, pass: Pass) -> Self {
+    /// Fills `slot` for `params`, reusing its buffers when it already holds this shape.
+    pub fn fill(slot: &mut Option<Prepared<T>>, config: &Config, params: &Params<T>, pass: Pass) {
         let d = config.directions();
-        let mut dirs = Vec::with_capacity(config.num_layers * d);
+        let count = config.num_layers * d;
+        let prepared = slot.get_or_insert_with(|| Prepared {
+            dirs: Vec::with_capacity(count),
+            directions: d,
+        });
+        if prepared.dirs.len() != count || prepared.directions != d {
+            prepared.dirs.clear();
+            prepared.directions = d;
+        }
         for layer in 0..config.num_layers {
             for dir in 0..d {
-                dirs.push(PreparedDir::new(config, params, (layer, dir), pass));
+                let i = layer * d + dir;
+                if i == prepared.dirs.len() {
+                    prepared.dirs.push(PreparedDir::empty());
+                }
+                prepared.dirs[i].fill(config, params, (layer, dir), pass);
             }
-        }
-        Prepared {
-            dirs,
-            directions: d,
         }
     }
 
@@ -89,14 +111,14 @@ impl<T: Float> Prepared<T> {
         let p = params.layer(layer, dir);
         let prep = &self.dirs[layer * self.directions + dir];
         let w = DirWeights {
-            w_ih: p.w_ih,
-            w_ih_t: &prep.w_ih_t,
+            w_ih_t: prep.w_ih_t.as_ref().map(Packed::view),
+            w_ih_cols: [0, 1].map(|i| prep.w_ih_cols[i].as_ref().map(Packed::view)),
             w_hh: p.w_hh,
             bias: &prep.bias,
             bias_hn: &prep.bias_hn,
         };
         let step = StepWeights {
-            first: prep.first.view(),
+            first: prep.first.as_ref().expect("filled with the rest").view(),
             second: prep.second.as_ref().map(Packed::view),
         };
         (w, step)
@@ -104,60 +126,78 @@ impl<T: Float> Prepared<T> {
 }
 
 impl<T: Float> PreparedDir<T> {
-    fn new(config: &Config, params: &Params<T>, (layer, dir): (usize, usize), pass: Pass) -> Self {
+    fn empty() -> Self {
+        PreparedDir {
+            w_ih_t: None,
+            w_ih_cols: [None, None],
+            bias: Vec::new(),
+            bias_hn: Vec::new(),
+            first: None,
+            second: None,
+        }
+    }
+
+    /// Prepares (layer, dir) in place: same shapes reuse every buffer.
+    fn fill(
+        &mut self,
+        config: &Config,
+        params: &Params<T>,
+        (layer, dir): (usize, usize),
+        pass: Pass,
+    ) {
         let p = params.layer(layer, dir);
         let s = DirSpec::of(config, layer, dir, 0, 0);
         let (gh, h, input) = (s.gh(), s.hidden, s.input);
-        let mut bias = vec![T::ZERO; gh];
-        let mut bias_hn = vec![T::ZERO; h];
-        combine_biases(s.cell, p.b_ih, p.b_hh, &mut bias, &mut bias_hn);
-        // Borrowed views need a DirWeights; the prepared parts are filled in below.
+        self.bias.resize(gh, T::ZERO);
+        self.bias_hn.resize(h, T::ZERO);
+        combine_biases(s.cell, p.b_ih, p.b_hh, &mut self.bias, &mut self.bias_hn);
         let w = DirWeights {
-            w_ih: p.w_ih,
-            w_ih_t: &[],
+            w_ih_t: None,
+            w_ih_cols: [None, None],
             w_hh: p.w_hh,
-            bias: &bias,
-            bias_hn: &bias_hn,
+            bias: &[],
+            bias_hn: &[],
         };
         let gates = first_gates(&s);
-        let (w_ih_t, first, second) = match pass {
+        let reset_before = s.cell == CellKind::Gru { reset_after: false };
+        match pass {
             Pass::Forward => {
-                let mut t = vec![T::ZERO; input * gh];
-                for (r, row) in p.w_ih.chunks_exact(input.max(1)).enumerate().take(gh) {
-                    for (c, &v) in row.iter().enumerate() {
-                        t[c * gh + r] = v;
-                    }
-                }
-                let second = match (s.cell, p.w_hr) {
-                    (CellKind::Gru { reset_after: false }, _) => {
-                        Some(Packed::new(w.w_hh_t(&s, 2..3)))
-                    }
-                    (CellKind::Lstm, Some(w_hr)) => {
-                        Some(Packed::new(MatRef::new(w_hr, h, s.proj, 1, h)))
-                    }
+                self.w_ih_cols = [None, None];
+                Packed::refill(
+                    &mut self.w_ih_t,
+                    Some(MatRef::new(p.w_ih, input, gh, 1, input)),
+                );
+                Packed::refill(&mut self.first, Some(w.w_hh_t(&s, gates)));
+                let second = match (reset_before, p.w_hr) {
+                    (true, _) => Some(w.w_hh_t(&s, 2..3)),
+                    (false, Some(w_hr)) => Some(MatRef::new(w_hr, h, s.proj, 1, h)),
                     _ => None,
                 };
-                (t, Packed::new(w.w_hh_t(&s, gates)), second)
+                Packed::refill(&mut self.second, second);
             }
             Pass::Backward => {
-                let second = match (s.cell, p.w_hr) {
-                    (CellKind::Gru { reset_after: false }, _) => {
-                        Some(Packed::new(w.w_hh_rows(&s, 2..3)))
-                    }
-                    (CellKind::Lstm, Some(w_hr)) => {
-                        Some(Packed::new(MatRef::row_major(w_hr, s.proj, h, h)))
-                    }
+                self.w_ih_t = None;
+                // The input blocks: layer 0's input, or the directions of the layer below.
+                let (blocks, width) = if layer == 0 {
+                    (1, input)
+                } else {
+                    (config.directions(), s.hout)
+                };
+                let w_ih = MatRef::row_major(p.w_ih, gh, input, input);
+                for (i, slot) in self.w_ih_cols.iter_mut().enumerate() {
+                    Packed::refill(
+                        slot,
+                        (i < blocks).then(|| w_ih.cols_range(i * width, width)),
+                    );
+                }
+                Packed::refill(&mut self.first, Some(w.w_hh_rows(&s, gates)));
+                let second = match (reset_before, p.w_hr) {
+                    (true, _) => Some(w.w_hh_rows(&s, 2..3)),
+                    (false, Some(w_hr)) => Some(MatRef::row_major(w_hr, s.proj, h, h)),
                     _ => None,
                 };
-                (Vec::new(), Packed::new(w.w_hh_rows(&s, gates)), second)
+                Packed::refill(&mut self.second, second);
             }
-        };
-        PreparedDir {
-            w_ih_t,
-            bias,
-            bias_hn,
-            first,
-            second,
         }
     }
 }

@@ -9,10 +9,10 @@ use crate::error::{Error, check_len, mul};
 use crate::input::{Input, SeqShape};
 use crate::layout;
 use crate::params::{Grads, Params, Tensor};
-use crate::prepared::{Pass, Prepared};
+use crate::prepared::Pass;
 use crate::state::State;
 use fused_rnn_kernels::{Arch, Float};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A recurrent module: `num_layers` stacked layers of one cell, optionally bidirectional,
 /// with PyTorch's parameters and semantics.
@@ -29,14 +29,28 @@ use std::sync::OnceLock;
 /// assert!(y.iter().all(|v| v.abs() < 1.0));
 /// # Ok::<(), fused_rnn::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Recurrent<T: Float = f32> {
     config: Config,
     params: Params<T>,
     arch: Arch,
-    /// Weights prepared for the forward and backward products, built on first use after the
-    /// parameters change (see [`crate::prepared`]).
-    prepared: [OnceLock<Prepared<T>>; 2],
+    /// Identifies this module to the workspaces that keep its prepared weights.
+    id: u64,
+    /// Bumped whenever the parameters may have changed (`tensors_mut`, `set_params`).
+    version: u64,
+}
+
+/// Module ids for the workspaces' prepared-weight caches.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl<T: Float> Clone for Recurrent<T> {
+    /// A copy with its own id (its workspaces prepare its weights anew).
+    fn clone(&self) -> Self {
+        Recurrent {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            ..self.clone_parts()
+        }
+    }
 }
 
 /// The outputs of [`Recurrent::backward`].
@@ -63,7 +77,8 @@ impl<T: Float> Recurrent<T> {
             config,
             params,
             arch: fused_rnn_kernels::arch(),
-            prepared: Default::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            version: 0,
         })
     }
 
@@ -86,7 +101,7 @@ impl<T: Float> Recurrent<T> {
     }
     /// The parameter tensors, writable in place (their shapes cannot change).
     pub fn tensors_mut(&mut self) -> impl Iterator<Item = &mut Tensor<T>> {
-        self.prepared = Default::default();
+        self.version += 1;
         self.params.iter_mut()
     }
     /// Replaces all parameters.
@@ -96,7 +111,7 @@ impl<T: Float> Recurrent<T> {
     pub fn set_params(&mut self, params: Params<T>) -> Result<(), Error> {
         params.check(&self.config, "params")?;
         self.params = params;
-        self.prepared = Default::default();
+        self.version += 1;
         Ok(())
     }
     /// A zero state for `batch` sequences.
@@ -145,12 +160,31 @@ impl<T: Float> Recurrent<T> {
         mul(&[shape.steps, shape.batch, self.config.output_size()])
     }
 
-    fn call<'a>(&'a self, input: &Input<'a, T>, pass: Pass) -> Call<'a, T> {
-        let slot = &self.prepared[pass as usize];
-        Call {
+    fn clone_parts(&self) -> Self {
+        Recurrent {
+            config: self.config.clone(),
+            params: self.params.clone(),
+            arch: self.arch,
+            id: self.id,
+            version: self.version,
+        }
+    }
+
+    /// The call's shared context and its scratch, with the weights prepared for `pass` (kept
+    /// in the workspace; see [`crate::prepared`]).
+    fn call<'a>(
+        &'a self,
+        input: &Input<'a, T>,
+        pass: Pass,
+        ws: &'a mut Workspace<T>,
+        len: usize,
+    ) -> (Call<'a, T>, &'a mut [T]) {
+        let key = ((self.id, self.version), &self.config, &self.params);
+        let (scratch, prepared) = ws.for_call(len, key, pass);
+        let call = Call {
             config: &self.config,
             params: &self.params,
-            prepared: slot.get_or_init(|| Prepared::new(&self.config, &self.params, pass)),
+            prepared,
             arch: self.arch,
             shape: input.shape,
             par: self.config.parallelism,
@@ -160,7 +194,8 @@ impl<T: Float> Recurrent<T> {
                 b0: 0,
                 full_batch: input.shape.batch,
             },
-        }
+        };
+        (call, scratch)
     }
 
     /// Inference: runs `input` from `state` (in: initial, out: final), writing every step's
@@ -177,13 +212,8 @@ impl<T: Float> Recurrent<T> {
     ) -> Result<(), Error> {
         self.check_forward(&input, state, y)?;
         let len = self.workspace_len(input.shape)?;
-        driver::forward(
-            &self.call(&input, Pass::Forward),
-            input.x,
-            state,
-            y,
-            ws.take(len),
-        );
+        let (call, scratch) = self.call(&input, Pass::Forward, ws, len);
+        driver::forward(&call, input.x, state, y, scratch);
         Ok(())
     }
 
@@ -216,14 +246,15 @@ impl<T: Float> Recurrent<T> {
         reserve.stamp = None;
         let seed = reserve.dropout_seed;
         reserve.dropout_seed = reserve.dropout_seed.wrapping_add(1);
+        let (call, scratch) = self.call(&input, Pass::Forward, ws, ws_len);
         driver::forward_train(
-            &self.call(&input, Pass::Forward),
+            &call,
             input.x,
             state,
             y,
             &mut reserve.buf[..need],
             seed,
-            ws.take(ws_len),
+            scratch,
         );
         reserve.lengths.clear();
         reserve
@@ -303,14 +334,9 @@ impl<T: Float> Recurrent<T> {
         let need = self.reserve_len(input.shape)?;
         let ws_len = self.workspace_len(input.shape)?;
         let Backward { d_state, dx, grads } = out;
-        driver::backward(
-            &self.call(&input, Pass::Backward),
-            input.x,
-            dy,
-            &reserve.buf[..need],
-            BackwardOut { d_state, dx, grads },
-            ws.take(ws_len),
-        );
+        let (call, scratch) = self.call(&input, Pass::Backward, ws, ws_len);
+        let out = BackwardOut { d_state, dx, grads };
+        driver::backward(&call, input.x, dy, &reserve.buf[..need], out, scratch);
         Ok(())
     }
 }

@@ -102,10 +102,10 @@ fn main() {
         peers::attach(&mut rows, peers::Peer::Ort, &args);
     }
     report::print(&rows, &peaks);
-    if let Some(path) = &args.json {
-        if let Err(e) = report::write_json(path, &rows, &peaks, &args) {
-            eprintln!("error: {}: {e}", path.display());
-            std::process::exit(1);
-        }
+    if let Some(path) = &args.json
+        && let Err(e) = report::write_json(path, &rows, &peaks, &args)
+    {
+        eprintln!("error: {}: {e}", path.display());
+        std::process::exit(1);
     }
 }

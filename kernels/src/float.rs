@@ -59,6 +59,11 @@ pub trait Float:
     /// `"f32"` or `"f64"`, for messages and file headers.
     const NAME: &'static str;
 
+    /// This thread's packing buffers for products whose callers give no scratch (see
+    /// `gemm::scratch`); one set per element type.
+    #[doc(hidden)]
+    fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<Vec<Self>>; 2]>;
+
     /// Converts from `f64`, rounding to nearest.
     fn from_f64(x: f64) -> Self;
     /// Converts to `f64` (exact).
@@ -147,6 +152,14 @@ macro_rules! impl_float {
             const INFINITY: Self = $t::INFINITY;
             const EPSILON: Self = $t::EPSILON;
             const NAME: &'static str = $name;
+
+            fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<Vec<Self>>; 2]> {
+                thread_local! {
+                    static SLOTS: [core::cell::RefCell<Vec<$t>>; 2] =
+                        const { [core::cell::RefCell::new(Vec::new()), core::cell::RefCell::new(Vec::new())] };
+                }
+                &SLOTS
+            }
 
             #[inline(always)]
             fn from_f64(x: f64) -> Self {

@@ -28,7 +28,7 @@ pub mod view;
 
 pub use cell::{CellKind, Nonlinearity};
 pub use float::Float;
-pub use gemm::{MatMut, MatRef, gemm, gemm_threads};
+pub use gemm::{MatMut, MatRef, gemm, gemm_prepacked};
 pub use pulp::Arch;
 pub use view::{Rows, RowsMut};
 

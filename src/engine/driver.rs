@@ -7,6 +7,7 @@
 //! regions with the lengths of [`crate::layout`], so a slip is a panic, never a silent
 //! overlap.
 
+use arrayvec::ArrayVec;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -18,7 +19,7 @@ use super::{DirSpec, Masks};
 use crate::config::{Config, Parallelism};
 use crate::input::SeqShape;
 use crate::layout::{
-    Carver, Dims, ReserveLayout, TapeLens, WorkspaceLens, bwd_task_len, fwd_task_len,
+    Carver, Dims, MAX_CHUNKS, ReserveLayout, TapeLens, WorkspaceLens, bwd_task_len, fwd_task_len,
 };
 use crate::params::Params;
 use crate::prepared::Prepared;
@@ -49,8 +50,15 @@ impl<T: Float> Call<'_, T> {
     }
 }
 
+/// One item per batch chunk; fixed capacity, so a call allocates nothing.
+type PerChunk<X> = ArrayVec<X, MAX_CHUNKS>;
+/// One item per direction.
+type PerDir<X> = ArrayVec<X, 2>;
+/// One task per (direction, chunk).
+const MAX_TASKS: usize = 2 * MAX_CHUNKS;
+
 /// Splits `buf` into chunk regions of `per_seq * chunk_len` elements each.
-fn chunk_regions<'a, T>(buf: &'a mut [T], d: &Dims, per_seq: usize) -> Vec<&'a mut [T]> {
+fn chunk_regions<'a, T>(buf: &'a mut [T], d: &Dims, per_seq: usize) -> PerChunk<&'a mut [T]> {
     let mut c = Carver::new(buf);
     (0..d.chunks)
         .map(|k| c.take(per_seq * d.chunk(k).len()))
@@ -58,7 +66,7 @@ fn chunk_regions<'a, T>(buf: &'a mut [T], d: &Dims, per_seq: usize) -> Vec<&'a m
 }
 
 /// The read-only twin of [`chunk_regions`].
-fn chunk_slices<'a, T>(buf: &'a [T], d: &Dims, per_seq: usize) -> Vec<&'a [T]> {
+fn chunk_slices<'a, T>(buf: &'a [T], d: &Dims, per_seq: usize) -> PerChunk<&'a [T]> {
     let mut rest = buf;
     (0..d.chunks)
         .map(|k| {
@@ -70,7 +78,7 @@ fn chunk_slices<'a, T>(buf: &'a [T], d: &Dims, per_seq: usize) -> Vec<&'a [T]> {
 }
 
 /// A direction's tape split into its chunks' tapes.
-fn chunk_tapes<'a, T>(buf: &'a mut [T], lens: &TapeLens, d: &Dims) -> Vec<Tape<'a, T>> {
+fn chunk_tapes<'a, T>(buf: &'a mut [T], lens: &TapeLens, d: &Dims) -> PerChunk<Tape<'a, T>> {
     let mut c = Carver::new(buf);
     let per = |len: usize| len / d.batch.max(1);
     let gates = chunk_regions(c.take(lens.gates), d, per(lens.gates));
@@ -90,6 +98,22 @@ fn chunk_tapes<'a, T>(buf: &'a mut [T], lens: &TapeLens, d: &Dims) -> Vec<Tape<'
             positions: lens.positions,
             extra_slots: lens.extra_slots,
         })
+        .collect()
+}
+
+/// Splits a direction's read-only training tape into its chunks' tapes.
+fn chunk_tape_refs<'a, T>(buf: &'a [T], lens: &TapeLens, d: &Dims) -> PerChunk<TapeRef<'a, T>> {
+    let per = |len: usize| len / d.batch.max(1);
+    let (gates, rest) = buf.split_at(lens.gates);
+    let (h, rest) = rest.split_at(lens.h);
+    let (c, rest) = rest.split_at(lens.c);
+    let extra = &rest[..lens.extra];
+    let [g, h, c, e] = [gates, h, c, extra].map(|r| chunk_slices(r, d, per(r.len())));
+    g.into_iter()
+        .zip(h)
+        .zip(c)
+        .zip(e)
+        .map(|(((gates, h), c), extra)| TapeRef { gates, h, c, extra })
         .collect()
 }
 
@@ -148,28 +172,35 @@ fn user_to_blocks<T: Float>(d: &Dims, user: &[T], blocks: &mut [&mut [T]]) {
 }
 
 /// Splits `D` blocks of `len` off a buffer.
-fn dir_blocks<T>(buf: &mut [T], dirs: usize, len: usize) -> Vec<&mut [T]> {
+fn dir_blocks<T>(buf: &mut [T], dirs: usize, len: usize) -> PerDir<&mut [T]> {
     let mut c = Carver::new(buf);
     (0..dirs).map(|_| c.take(len)).collect()
+}
+
+/// Read-only views of a layer's output blocks.
+fn views<'a, T>(blocks: &'a [&mut [T]]) -> PerDir<&'a [T]> {
+    blocks.iter().map(|b| &**b).collect()
 }
 
 /// A layer's input as column blocks: the layer-0 input, or the layer below's directions.
 fn input_blocks<'a, T>(
     x: &'a [T],
-    below: Option<&'a [&'a mut [T]]>,
+    below: Option<PerDir<&'a [T]>>,
     d: &Dims,
-) -> Vec<InputBlock<'a, T>> {
+) -> PerDir<InputBlock<'a, T>> {
     match below {
-        None => vec![InputBlock {
+        None => [InputBlock {
             data: x,
             col: 0,
             width: d.input,
-        }],
+        }]
+        .into_iter()
+        .collect(),
         Some(blocks) => blocks
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(dir, b)| InputBlock {
-                data: b,
+            .map(|(dir, data)| InputBlock {
+                data,
                 col: dir * d.hout,
                 width: d.hout,
             })
@@ -183,7 +214,7 @@ fn state_rows<'a, T>(
     d: &Dims,
     layer: usize,
     width: usize,
-) -> Vec<Vec<&'a mut [T]>> {
+) -> PerDir<PerChunk<&'a mut [T]>> {
     if width == 0 {
         return (0..d.dirs)
             .map(|_| (0..d.chunks).map(|_| &mut [][..]).collect())
@@ -214,13 +245,13 @@ fn forward_layer<T: Float>(
     call: &Call<'_, T>,
     layer: usize,
     input: &[InputBlock<'_, T>],
-    (tapes, tape_lens): (Vec<&mut [T]>, &TapeLens),
+    (tapes, tape_lens): (PerDir<&mut [T]>, &TapeLens),
     outputs: &mut [&mut [T]],
     state: &mut State<T>,
     scratch: &mut [T],
 ) {
     let d = call.dims();
-    let mut tasks = Vec::with_capacity(d.dirs * d.chunks);
+    let mut tasks = ArrayVec::<Option<FwdTask<'_, T>>, MAX_TASKS>::new();
     let mut states_h = state_rows(&mut state.h, &d, layer, d.hout);
     let mut states_c = state_rows(
         &mut state.c,
@@ -233,7 +264,7 @@ fn forward_layer<T: Float>(
         let spec = call.spec(layer, dir);
         let (w, _) = call.prepared.dir(call.params, layer, dir);
         project_inputs(
-            gemm_threads(call.par),
+            (call.arch, gemm_threads(call.par)),
             &spec,
             &w,
             input,
@@ -252,7 +283,7 @@ fn forward_layer<T: Float>(
             .enumerate();
         for (chunk, (((tape, y), state_h), state_c)) in chunks {
             let scratch = sc.take(fwd_task_len(&d, d.chunk(chunk).len()));
-            tasks.push(FwdTask {
+            tasks.push(Some(FwdTask {
                 dir,
                 chunk,
                 tape,
@@ -260,10 +291,12 @@ fn forward_layer<T: Float>(
                 state_h,
                 state_c,
                 scratch,
-            });
+            }));
         }
     }
-    run_tasks(call.par, tasks, |task| run_forward_task(call, layer, task));
+    run_tasks(call.par, &mut tasks, |task| {
+        run_forward_task(call, layer, task)
+    });
 }
 
 fn run_forward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: FwdTask<'_, T>) {
@@ -343,16 +376,16 @@ pub(crate) fn forward<T: Float>(
         } else {
             (&mut set_b, &set_a)
         };
-        let input = input_blocks(x, (layer > 0).then_some(below.as_slice()), &d);
+        let input = input_blocks(x, (layer > 0).then(|| views(below)), &d);
         let tapes = dir_blocks(&mut *tape_buf, d.dirs, tape_lens.total().expect("checked"));
         forward_layer(call, layer, &input, (tapes, &tape_lens), out, state, tasks);
     }
     let top = if (d.layers - 1).is_multiple_of(2) {
-        &mut set_a
+        &set_a
     } else {
-        &mut set_b
+        &set_b
     };
-    blocks_to_user(&d, top, y);
+    blocks_to_user(&d, &top[..d.dirs], y);
 }
 
 /// Training. The reserve holds every layer's tapes, the inputs of upper layers and their
@@ -376,10 +409,10 @@ pub(crate) fn forward_train<T: Float>(
     let tasks = c.take(lens.fwd_tasks);
     let x = x_chunk_major(x, &d, x_buf);
     let mut rest = Carver::new(reserve);
-    let mut below: Vec<&mut [T]> = Vec::new();
+    let mut below = PerDir::<&mut [T]>::new();
     for layer in 0..d.layers {
         let last = layer + 1 == d.layers;
-        let tapes: Vec<&mut [T]> = (0..d.dirs).map(|_| rest.take(tape_len)).collect();
+        let tapes = (0..d.dirs).map(|_| rest.take(tape_len)).collect();
         let mut outputs = if last {
             std::mem::take(&mut top)
         } else {
@@ -388,9 +421,9 @@ pub(crate) fn forward_train<T: Float>(
         let masks = if !last && d.dropout {
             dir_blocks(rest.take(d.dirs * rl.out_block), d.dirs, rl.out_block)
         } else {
-            Vec::new()
+            PerDir::new()
         };
-        let input = input_blocks(x, (layer > 0).then_some(below.as_slice()), &d);
+        let input = input_blocks(x, (layer > 0).then(|| views(&below)), &d);
         forward_layer(
             call,
             layer,
@@ -400,6 +433,8 @@ pub(crate) fn forward_train<T: Float>(
             state,
             tasks,
         );
+        // Ends the borrow of `below` (ArrayVec has drop glue) before it is replaced.
+        drop(input);
         for (dir, (out, mask)) in outputs.iter_mut().zip(masks).enumerate() {
             let seed = dropout_seed
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -407,7 +442,7 @@ pub(crate) fn forward_train<T: Float>(
             apply_dropout(out, mask, call.config.dropout, seed);
         }
         if last {
-            blocks_to_user(&d, &outputs, y);
+            blocks_to_user(&d, &outputs[..d.dirs], y);
         } else {
             below = outputs;
         }
@@ -448,23 +483,6 @@ struct BwdTask<'a, T> {
     d_h: &'a mut [T],
     d_c: &'a mut [T],
     scratch: &'a mut [T],
-}
-
-/// Splits a direction's read-only training tape into its chunks' tapes.
-fn chunk_tape_refs<'a, T>(buf: &'a [T], lens: &TapeLens, d: &Dims) -> Vec<TapeRef<'a, T>> {
-    let per = |len: usize| len / d.batch.max(1);
-    let (gates, rest) = buf.split_at(lens.gates);
-    let (h, rest) = rest.split_at(lens.h);
-    let (c, rest) = rest.split_at(lens.c);
-    let extra = &rest[..lens.extra];
-    let parts = [gates, h, c, extra].map(|r| chunk_slices(r, d, per(r.len())));
-    let [g, h, c, e] = parts;
-    g.into_iter()
-        .zip(h)
-        .zip(c)
-        .zip(e)
-        .map(|(((gates, h), c), extra)| TapeRef { gates, h, c, extra })
-        .collect()
 }
 
 fn run_backward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: BwdTask<'_, T>) {
@@ -525,7 +543,7 @@ pub(crate) fn backward<T: Float>(
     let lens = WorkspaceLens::new(&d).expect("sizes were checked");
     let rl = ReserveLayout::new(&d).expect("sizes were checked");
     let tape_len = rl.tape.total().expect("sizes were checked");
-    let threads = gemm_threads(call.par);
+    let threads = (call.arch, gemm_threads(call.par));
     let BackwardOut {
         d_state,
         mut dx,
@@ -540,20 +558,18 @@ pub(crate) fn backward<T: Float>(
         dir_blocks(set_b, d.dirs, rl.out_block),
     );
     let per_dir = |w: usize| d.per_row(w).expect("checked");
-    let dg_all = dir_blocks(c.take(d.dirs * per_dir(d.gh())), d.dirs, per_dir(d.gh()));
     let an_w = if d.cell == (CellKind::Gru { reset_after: true }) {
         d.hidden
     } else {
         0
     };
-    let an_all = dir_blocks(c.take(d.dirs * per_dir(an_w)), d.dirs, per_dir(an_w));
-    let proj_w = d.proj;
-    let dh_all = dir_blocks(c.take(d.dirs * per_dir(proj_w)), d.dirs, per_dir(proj_w));
+    let mut dg_all = dir_blocks(c.take(d.dirs * per_dir(d.gh())), d.dirs, per_dir(d.gh()));
+    let mut an_all = dir_blocks(c.take(d.dirs * per_dir(an_w)), d.dirs, per_dir(an_w));
+    let mut dh_all = dir_blocks(c.take(d.dirs * per_dir(d.proj)), d.dirs, per_dir(d.proj));
     let tasks_buf = c.take(lens.bwd_tasks);
     let x = x_chunk_major(x, &d, x_buf);
     // The top layer's dL/dy into set A.
-    user_to_blocks(&d, dy, &mut set_a);
-    let (mut dg_all, mut an_all, mut dh_all) = (dg_all, an_all, dh_all);
+    user_to_blocks(&d, dy, &mut set_a[..d.dirs]);
     for layer in (0..d.layers).rev() {
         // Layer k reads its dy from A if (L-1-k) is even, B if odd; writes its dx into the other.
         let (dys, dxs) = if (d.layers - 1 - layer).is_multiple_of(2) {
@@ -561,30 +577,15 @@ pub(crate) fn backward<T: Float>(
         } else {
             (&mut set_b, &mut set_a)
         };
-        let below: Option<Vec<&[T]>> = (layer > 0).then(|| {
+        let below = (layer > 0).then(|| {
             let at = rl.outputs_at(layer - 1, d.dirs);
             (0..d.dirs)
-                .map(|dir| &reserve[at + dir * rl.out_block..at + (dir + 1) * rl.out_block])
+                .map(|dir| &reserve[at + dir * rl.out_block..][..rl.out_block])
                 .collect()
         });
-        let input: Vec<InputBlock<'_, T>> = match &below {
-            None => vec![InputBlock {
-                data: x,
-                col: 0,
-                width: d.input,
-            }],
-            Some(b) => b
-                .iter()
-                .enumerate()
-                .map(|(dir, data)| InputBlock {
-                    data,
-                    col: dir * d.hout,
-                    width: d.hout,
-                })
-                .collect(),
-        };
+        let input = &input_blocks(x, below, &d)[..];
         // The time loops of every direction and chunk.
-        let mut tasks = Vec::with_capacity(d.dirs * d.chunks);
+        let mut tasks = ArrayVec::<Option<BwdTask<'_, T>>, MAX_TASKS>::new();
         {
             let mut sh = state_rows(&mut d_state.h, &d, layer, d.hout);
             let mut sc_rows = state_rows(
@@ -598,13 +599,13 @@ pub(crate) fn backward<T: Float>(
                 .iter_mut()
                 .zip(an_all.iter_mut())
                 .zip(dh_all.iter_mut());
-            for (dir, ((dg_dir, an_dir), pr_dir)) in grads_out.enumerate() {
-                let at = rl.layer_start[layer] + dir * tape_len;
+            for (dir, ((dg_dir, an_dir), pr_dir)) in grads_out.enumerate().take(d.dirs) {
+                let at = rl.layer_start(layer) + dir * tape_len;
                 let tapes = chunk_tape_refs(&reserve[at..at + tape_len], &rl.tape, &d);
                 let dy_chunks = chunk_slices(&*dys[dir], &d, d.steps * d.hout);
                 let dg = chunk_regions(dg_dir, &d, d.steps * d.gh());
                 let an = chunk_regions(an_dir, &d, d.steps * an_w);
-                let pr = chunk_regions(pr_dir, &d, d.steps * proj_w);
+                let pr = chunk_regions(pr_dir, &d, d.steps * d.proj);
                 let (hs, cs) = (
                     std::mem::take(&mut sh[dir]),
                     std::mem::take(&mut sc_rows[dir]),
@@ -620,7 +621,7 @@ pub(crate) fn backward<T: Float>(
                     .enumerate();
                 for (chunk, ((((((tape, dy), dg), d_an), dh_all), d_h), d_c)) in parts {
                     let scratch = scratch.take(bwd_task_len(&d, d.chunk(chunk).len()));
-                    tasks.push(BwdTask {
+                    tasks.push(Some(BwdTask {
                         dir,
                         chunk,
                         tape,
@@ -631,17 +632,19 @@ pub(crate) fn backward<T: Float>(
                         d_h,
                         d_c,
                         scratch,
-                    });
+                    }));
                 }
             }
         }
-        run_tasks(call.par, tasks, |task| run_backward_task(call, layer, task));
+        run_tasks(call.par, &mut tasks, |task| {
+            run_backward_task(call, layer, task)
+        });
+        drop(tasks); // Releases the gradient buffers the tasks borrowed.
         // The products over all rows, direction by direction in a fixed order.
-        let in_width = call.config.layer_input_size(layer);
         for dir in 0..d.dirs {
             let spec = call.spec(layer, dir);
             let (w, _) = call.prepared.dir(call.params, layer, dir);
-            let at = rl.layer_start[layer] + dir * tape_len;
+            let at = rl.layer_start(layer) + dir * tape_len;
             let tape = &reserve[at..at + tape_len];
             let (h, extra) = (
                 &tape[rl.tape.gates..rl.tape.gates + rl.tape.h],
@@ -654,37 +657,24 @@ pub(crate) fn backward<T: Float>(
                 h,
                 extra,
             };
-            weight_gradients(
-                threads,
-                (&d, &spec),
-                &input,
-                &g,
-                grads.layer_mut(layer, dir),
-            );
-            let mut targets: Vec<(&mut [T], usize)> = if layer > 0 {
-                dxs.iter_mut()
-                    .enumerate()
-                    .map(|(i, b)| (&mut **b, i * d.hout))
-                    .collect()
+            weight_gradients(threads, (&d, &spec), input, &g, grads.layer_mut(layer, dir));
+            let add = dir > 0;
+            if layer > 0 {
+                let mut targets: PerDir<&mut [T]> = dxs.iter_mut().map(|b| &mut **b).collect();
+                input_gradients(threads, &spec, &w, &g, &mut targets, add);
             } else if let Some(dx_user) = dx.as_deref_mut() {
-                vec![(
-                    if d.reorders_input() {
-                        &mut *dx_cm
-                    } else {
-                        dx_user
-                    },
-                    0,
-                )]
-            } else {
-                Vec::new()
-            };
-            let _ = in_width;
-            input_gradients(threads, &spec, &w, &g, &mut targets, dir > 0);
+                let target = if d.reorders_input() {
+                    &mut *dx_cm
+                } else {
+                    dx_user
+                };
+                input_gradients(threads, &spec, &w, &g, &mut [target], add);
+            }
         }
         // Through the dropout that produced this layer's input.
         if layer > 0 && d.dropout {
             let at = rl.outputs_at(layer - 1, d.dirs) + d.dirs * rl.out_block;
-            for (dir, blk) in dxs.iter_mut().enumerate() {
+            for (dir, blk) in dxs.iter_mut().enumerate().take(d.dirs) {
                 let mask = &reserve[at + dir * rl.out_block..at + (dir + 1) * rl.out_block];
                 for (g, &m) in blk.iter_mut().zip(mask) {
                     *g *= m;

@@ -81,10 +81,10 @@ impl DirSpec {
 /// One layer and direction's weights, with the biases combined as the kernels take them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DirWeights<'a, T> {
-    /// `[G*H, I]`.
-    pub w_ih: &'a [T],
-    /// `W_ih^T` row-major, `[I, G*H]` (prepared for the input projection; empty in backward).
-    pub w_ih_t: &'a [T],
+    /// `W_ih^T`, `[I, G*H]`, packed (forward only; see [`crate::prepared`]).
+    pub w_ih_t: Option<PackedRef<'a, T>>,
+    /// The columns of `W_ih` each input block meets, packed (backward only).
+    pub w_ih_cols: [Option<PackedRef<'a, T>>; 2],
     /// `[G*H, Hout]`.
     pub w_hh: &'a [T],
     /// `[G*H]`: `b_ih + b_hh`, except GRU's n block, which holds `b_in` alone.
@@ -94,10 +94,6 @@ pub(crate) struct DirWeights<'a, T> {
 }
 
 impl<'a, T: Float> DirWeights<'a, T> {
-    /// `W_ih^T`, `[I, G*H]`, row-major (prepared).
-    pub fn w_ih_t(&self, s: &DirSpec) -> MatRef<'a, T> {
-        MatRef::row_major(self.w_ih_t, s.input, s.gh(), s.gh())
-    }
     /// Rows `gate_start*H .. gate_end*H` of `W_hh`, transposed: `[Hout, n*H]`.
     pub fn w_hh_t(&self, s: &DirSpec, gates: std::ops::Range<usize>) -> MatRef<'a, T> {
         let rows = gates.start * s.hidden..gates.end * s.hidden;

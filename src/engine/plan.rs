@@ -11,11 +11,21 @@ use crate::layout::splits_columns;
 use fused_rnn_kernels::gemm::packed::{PackedRef, gemm_packed, panel_width};
 use fused_rnn_kernels::{Arch, Float, MatMut, MatRef};
 
-/// Runs `f` on every task, on the current rayon pool or in order.
-pub(crate) fn run_tasks<X: Send>(par: Parallelism, tasks: Vec<X>, f: impl Fn(X) + Sync + Send) {
+/// Runs `f` on every task, on the current rayon pool or in order. Tasks are taken out of a
+/// slice (rayon splits slices with `join`, which allocates nothing).
+pub(crate) fn run_tasks<X: Send>(
+    par: Parallelism,
+    tasks: &mut [Option<X>],
+    f: impl Fn(X) + Sync + Send,
+) {
+    let run = |slot: &mut Option<X>| {
+        if let Some(task) = slot.take() {
+            f(task);
+        }
+    };
     match par {
-        Parallelism::Sequential => tasks.into_iter().for_each(f),
-        Parallelism::Rayon => tasks.into_par_iter().for_each(f),
+        Parallelism::Sequential => tasks.iter_mut().for_each(run),
+        Parallelism::Rayon => tasks.par_iter_mut().with_max_len(1).for_each(run),
     }
 }
 

@@ -1,13 +1,14 @@
 //! The products over all steps of a direction, outside the time loops: the input projection
 //! (forward), the weight gradients and dL/dx (backward). They run on the whole thread pool
-//! through [`gemm_threads`], which never splits a sum, so their results do not depend on the
-//! thread count.
+//! (`threads` 0) or this thread (1), split by rows of the result, never within a sum, so
+//! their results do not depend on the thread count; and they allocate nothing once each
+//! thread has packed one block (see `fused_rnn_kernels::gemm`).
 //!
 //! A layer's input is a list of column blocks, all with the same chunk-major rows: the
 //! layer-0 input `[T*B][I]`, or for upper layers one `[T*B][Hout]` block per direction of the
 //! layer below (their concatenation is PyTorch's `[forward, reverse]` input).
 
-use fused_rnn_kernels::{Float, MatMut, MatRef, gemm_threads};
+use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, gemm, gemm_prepacked};
 
 use super::{DirSpec, DirWeights, mat};
 use crate::layout::Dims;
@@ -23,25 +24,25 @@ pub(crate) struct InputBlock<'a, T> {
 
 /// `gates = X W_ih^T` over all rows (no bias: the pointwise pass adds it).
 pub(crate) fn project_inputs<T: Float>(
-    threads: usize,
+    (arch, threads): (Arch, usize),
     s: &DirSpec,
     w: &DirWeights<'_, T>,
     input: &[InputBlock<'_, T>],
     gates: &mut [T],
 ) {
     let rows = s.steps * s.batch;
-    let w_ih_t = w.w_ih_t(s);
+    let w_ih_t = w.w_ih_t.expect("weights prepared for the forward pass");
     for (i, blk) in input.iter().enumerate() {
         let beta = if i == 0 { T::ZERO } else { T::ONE };
         let x = mat(blk.data, rows, blk.width);
-        let w_part = w_ih_t.rows_range(blk.col, blk.width);
-        gemm_threads(
+        let gates = MatMut::row_major(&mut *gates, rows, s.gh(), s.gh());
+        gemm_prepacked(
+            arch,
             threads,
-            T::ONE,
             x,
-            w_part,
+            w_ih_t.rows(blk.col, blk.width),
             beta,
-            MatMut::row_major(gates, rows, s.gh(), s.gh()),
+            gates,
         );
     }
 }
@@ -79,7 +80,7 @@ impl<T: Float> DirGrads<'_, T> {
 /// states entering a chunk's steps are contiguous; a reset-before GRU's n block uses `r*h`);
 /// `dW_hr += dL/dh^T (o tanh c)`; biases are column sums of the gate gradients.
 pub(crate) fn weight_gradients<T: Float>(
-    threads: usize,
+    (arch, threads): (Arch, usize),
     (d, s): (&Dims, &DirSpec),
     input: &[InputBlock<'_, T>],
     g: &DirGrads<'_, T>,
@@ -89,7 +90,7 @@ pub(crate) fn weight_gradients<T: Float>(
     // `out += lhs^T rhs` for a block of `out` (rows of lhs^T, columns of rhs, row stride ld).
     let acc_t = |lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, out: &mut [T], ld: usize| {
         let c = MatMut::new(out, lhs.cols(), rhs.cols(), ld, 1);
-        gemm_threads(threads, T::ONE, lhs.t(), rhs, T::ONE, c);
+        gemm(arch, threads, lhs.t(), rhs, T::ONE, c);
     };
     let (x_side, x_side_n) = g.input_side(s);
     let split = x_side.cols();
@@ -144,39 +145,25 @@ pub(crate) fn weight_gradients<T: Float>(
 /// `dX_block (+)= dG W_ih[:, block]` for every block of this direction's input (`add`: the
 /// second direction of a layer adds to the first's).
 pub(crate) fn input_gradients<T: Float>(
-    threads: usize,
+    (arch, threads): (Arch, usize),
     s: &DirSpec,
     w: &DirWeights<'_, T>,
     g: &DirGrads<'_, T>,
-    dx: &mut [(&mut [T], usize)],
+    dx: &mut [&mut [T]],
     add: bool,
 ) {
     let rows = s.steps * s.batch;
     let (x_side, x_side_n) = g.input_side(s);
     let split = x_side.cols();
-    let w_ih = mat(w.w_ih, s.gh(), s.input);
-    for (out, col) in dx.iter_mut() {
-        let width = out.len() / rows.max(1);
+    for (i, out) in dx.iter_mut().enumerate() {
+        let w_ih = w.w_ih_cols[i].expect("weights prepared for the backward pass");
+        let width = w_ih.n();
         let beta = if add { T::ONE } else { T::ZERO };
-        let w_rz = w_ih.rows_range(0, split).cols_range(*col, width);
-        gemm_threads(
-            threads,
-            T::ONE,
-            x_side,
-            w_rz,
-            beta,
-            MatMut::row_major(out, rows, width, width),
-        );
+        let c = MatMut::row_major(out, rows, width, width);
+        gemm_prepacked(arch, threads, x_side, w_ih.rows(0, split), beta, c);
         if let Some(dan) = x_side_n {
-            let w_n = w_ih.rows_range(split, s.hidden).cols_range(*col, width);
-            gemm_threads(
-                threads,
-                T::ONE,
-                dan,
-                w_n,
-                T::ONE,
-                MatMut::row_major(out, rows, width, width),
-            );
+            let c = MatMut::row_major(out, rows, width, width);
+            gemm_prepacked(arch, threads, dan, w_ih.rows(split, s.hidden), T::ONE, c);
         }
     }
 }

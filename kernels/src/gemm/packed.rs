@@ -29,12 +29,14 @@ pub fn packed_len<T: Float>(k: usize, n: usize) -> usize {
     k * n.div_ceil(panel_width::<T>()) * panel_width::<T>()
 }
 
-/// A packed `k x n` right operand (see the module docs).
+/// A packed `k x n` right operand (see the module docs), or a range of its rows.
 #[derive(Clone, Copy, Debug)]
 pub struct PackedRef<'a, T> {
     data: &'a [T],
     k: usize,
     n: usize,
+    /// Elements from one panel's start to the next's (`k * NR` unless this is a row range).
+    stride: usize,
 }
 
 impl<'a, T: Float> PackedRef<'a, T> {
@@ -47,7 +49,12 @@ impl<'a, T: Float> PackedRef<'a, T> {
             data.len() >= packed_len::<T>(k, n),
             "PackedRef::from_packed: buffer too short"
         );
-        PackedRef { data, k, n }
+        PackedRef {
+            data,
+            k,
+            n,
+            stride: k * panel_width::<T>(),
+        }
     }
     /// The panels `panels` (columns `panels.start * NR ..`, clipped to `n`): a product with
     /// it computes exactly those columns, with the same arithmetic as the whole.
@@ -55,19 +62,37 @@ impl<'a, T: Float> PackedRef<'a, T> {
     /// # Panics
     /// If the range is past the last panel.
     pub fn panels(&self, panels: core::ops::Range<usize>) -> Self {
-        let (nr, count) = (panel_width::<T>(), self.n.div_ceil(panel_width::<T>()));
+        let (nr, count) = (panel_width::<T>(), self.panel_count());
         assert!(
             panels.start <= panels.end && panels.end <= count,
             "PackedRef::panels: out of range"
         );
-        let len = self.k * nr;
         let n = (panels.end * nr)
             .min(self.n)
             .saturating_sub(panels.start * nr);
+        let end = if panels.is_empty() {
+            panels.start * self.stride
+        } else {
+            (panels.end - 1) * self.stride + self.k * nr
+        };
         PackedRef {
-            data: &self.data[panels.start * len..panels.end * len],
-            k: self.k,
+            data: &self.data[panels.start * self.stride..end],
             n,
+            ..*self
+        }
+    }
+    /// Rows `start..start + len` (a block of the product's inner dimension), without copying:
+    /// a product with it multiplies the matching columns of A.
+    ///
+    /// # Panics
+    /// If the range is past the last row.
+    pub fn rows(&self, start: usize, len: usize) -> Self {
+        assert!(start + len <= self.k, "PackedRef::rows: out of range");
+        let nr = panel_width::<T>();
+        PackedRef {
+            data: &self.data[(start * nr).min(self.data.len())..],
+            k: len,
+            ..*self
         }
     }
     /// The number of panels.
@@ -84,8 +109,8 @@ impl<'a, T: Float> PackedRef<'a, T> {
     }
     /// Panel `p`: `k` rows of [`panel_width`] elements.
     fn panel(&self, p: usize) -> &[T] {
-        let len = self.k * panel_width::<T>();
-        &self.data[p * len..(p + 1) * len]
+        let at = p * self.stride;
+        &self.data[at..at + self.k * panel_width::<T>()]
     }
 }
 
@@ -126,7 +151,12 @@ pub fn pack<'a, T: Float>(w: MatRef<'_, T>, out: &'a mut [T]) -> PackedRef<'a, T
             }
         }
     }
-    PackedRef { data: out, k, n }
+    PackedRef {
+        data: out,
+        k,
+        n,
+        stride: k * nr,
+    }
 }
 
 /// One panel from a row-major source: row segments copied as they are.
@@ -164,17 +194,18 @@ fn pack_cols<T: Float>(w: MatRef<'_, T>, panel: &mut [T], c0: usize, width: usiz
 
 /// `C <- A W + beta C` (BLAS semantics: `beta == 0` never reads C), with `W` packed by
 /// [`pack`]. `A` is `m x k` with contiguous rows or contiguous columns; `C` is `m x n` with
-/// contiguous rows. `scratch` holds [`a_scratch_len`] elements (used for row-major A only).
+/// contiguous rows. `scratch` holds [`a_scratch_len`] elements.
 ///
 /// Blocking (fixed by the shapes, so results never depend on anything else): A in blocks of
-/// [`MC`] rows and [`KC`] columns that stay in L2 while every panel's `KC` rows meet them. A
-/// row-major block is first copied column-major into `scratch` (BLIS's packing of A): the
-/// microkernel then reads a step's `MR` values from one place instead of `MR` rows, which at
-/// row strides that are multiples of 4 KiB all fall into one cache set and evict each other.
+/// [`MC`] rows and [`KC`] columns that stay in L2 while every panel's `KC` rows meet them,
+/// each block copied into `scratch` as BLIS packs A: micro-panels of as many rows as the
+/// microkernel takes, each stored step by step, so a step's values lie side by side whatever
+/// A's strides (at strides that are multiples of 4 KiB, reading A in place falls into one
+/// cache set and evicts itself). A single row is read in place.
 ///
 /// # Panics
 /// If the shapes disagree, `C`'s rows or both of `A`'s strides are not contiguous, or
-/// `scratch` is too short for a row-major `A`.
+/// `scratch` is too short.
 #[track_caller]
 pub fn gemm_packed<T: Float>(
     arch: Arch,
@@ -196,9 +227,7 @@ pub fn gemm_packed<T: Float>(
         c.col_stride() == 1,
         "gemm_packed: C's rows must be contiguous"
     );
-    // One row is contiguous either way: read it as a column-major block with stride 1.
-    let col_major = a.col_stride() != 1 || a.rows() == 1;
-    if !col_major {
+    if !reads_a_in_place(a) {
         let need = a_scratch_len(a.rows(), a.cols());
         assert!(
             scratch.len() >= need,
@@ -215,18 +244,41 @@ pub fn gemm_packed<T: Float>(
         beta,
         c,
         scratch,
-        col_major,
     });
 }
 
 /// Rows of A per block (a multiple of every microkernel height).
-pub const MC: usize = 480;
-/// Columns of A (rows of a panel) per block.
+pub const MC: usize = 240;
+/// Columns of A (rows of a panel) per block. Measured on Zen 4 from 128 to 768: longer
+/// blocks (fewer passes over C) beat a panel slice small enough to stay in L1.
 pub const KC: usize = 512;
 
-/// The scratch [`gemm_packed`] needs for an `m x k` row-major `A`: one `MC x KC` block.
+/// The row stride of a packed row-major block of A: [`KC`] plus 64 or 128 bytes, so that
+/// the rows a microkernel reads side by side fall into different cache sets (at a stride of
+/// a multiple of 4 KiB, which most RNN widths give, they would all share one set and evict
+/// each other).
+pub const PACK_LD: usize = KC + 16;
+
+/// The scratch [`gemm_packed`] needs for an `m x k` `A` (one block of up to [`MC`] rows;
+/// none for one row, which is read in place). The same for every instruction set.
 pub fn a_scratch_len(m: usize, k: usize) -> usize {
-    m.min(MC) * k.min(KC)
+    // Rows rounded up to a multiple of every microkernel height (4, 6, 12).
+    let _ = k;
+    if m <= 1 {
+        0
+    } else {
+        m.min(MC).next_multiple_of(12) * PACK_LD
+    }
+}
+
+/// Column-major A of at most this many rows is read in place: each tile's step reads a
+/// contiguous run of a column, and there are too few rows for a stride to thrash the cache.
+pub const IN_PLACE_ROWS: usize = 16;
+
+/// Whether [`gemm_packed`] reads `a` in place (no scratch needed): one row, or few rows
+/// stored column-major.
+pub fn reads_a_in_place<T>(a: MatRef<'_, T>) -> bool {
+    a.rows() <= 1 || (a.row_stride() == 1 && a.rows() <= IN_PLACE_ROWS)
 }
 
 struct Product<'a, 's, T> {
@@ -235,7 +287,6 @@ struct Product<'a, 's, T> {
     beta: T,
     c: MatMut<'a, T>,
     scratch: &'s mut [T],
-    col_major: bool,
 }
 
 impl<T: Float> WithSimd for Product<'_, '_, T> {
@@ -254,11 +305,13 @@ impl<T: Float> WithSimd for Product<'_, '_, T> {
     }
 }
 
-/// A's block in column-major form: element (r, kk) of the block at `data[kk * cs + r]`.
+/// Rows of A as the microkernel reads them: step by step, element (r, kk) at
+/// `data[kk * cs + r]`, or row by row at the packed stride, `data[r * PACK_LD + kk]`.
 #[derive(Clone, Copy)]
 struct Block<'a, T> {
     data: &'a [T],
     cs: usize,
+    row_major: bool,
 }
 
 impl<T: Float> Product<'_, '_, T> {
@@ -270,27 +323,53 @@ impl<T: Float> Product<'_, '_, T> {
             beta,
             mut c,
             scratch,
-            col_major,
         } = self;
         let (m, k, n) = (a.rows(), w.k, w.n);
         let (nr, lanes) = (panel_width::<T>(), T::lanes::<S>());
         let sub = NV * lanes;
-        for m0 in (0..m).step_by(MC) {
-            let m1 = (m0 + MC).min(m);
-            for k0 in (0..k.max(1)).step_by(KC) {
-                let k1 = (k0 + KC).min(k);
+        let in_place = reads_a_in_place(a);
+        let mc = balanced(m, MC, MR);
+        let kcb = balanced(k, KC, 1);
+        for m0 in (0..m).step_by(mc) {
+            let m1 = (m0 + mc).min(m);
+            let (rows, full) = (m1 - m0, (m1 - m0) / MR * MR);
+            for k0 in (0..k.max(1)).step_by(kcb) {
+                let k1 = (k0 + kcb).min(k);
+                let kc = k1 - k0;
                 // Later K blocks add to what the first one wrote.
                 let beta = if k0 == 0 { beta } else { T::ONE };
-                let block = if col_major {
-                    let cs = a.col_stride();
-                    Block {
-                        data: &a.data()[k0 * cs + m0..],
-                        cs,
-                    }
+                let packed: &[T] = if in_place {
+                    &[]
                 } else {
-                    Block {
-                        data: pack_a_block(a, (m0, m1), (k0, k1), scratch),
-                        cs: m1 - m0,
+                    pack_a_block::<T, MR>(a, (m0, m1), (k0, k1), scratch)
+                };
+                // The micro-panel of the block's rows `r..r + len` (`len <= MR`).
+                let panel_of = |r: usize, len: usize| -> Block<'_, T> {
+                    if in_place {
+                        // One row (either stride; m0 + r = 0) or a column-major block: step
+                        // kk of rows m0 + r.. lies at kk * cs + m0 + r.
+                        let cs = if m == 1 && a.col_stride() == 1 {
+                            1
+                        } else {
+                            a.col_stride()
+                        };
+                        Block {
+                            data: &a.data()[k0 * cs + m0 + r..],
+                            cs,
+                            row_major: false,
+                        }
+                    } else if a.col_stride() == 1 {
+                        Block {
+                            data: &packed[r * PACK_LD..],
+                            cs: 1,
+                            row_major: true,
+                        }
+                    } else {
+                        Block {
+                            data: &packed[r * kc..],
+                            cs: len,
+                            row_major: false,
+                        }
                     }
                 };
                 for p in 0..n.div_ceil(nr) {
@@ -301,7 +380,7 @@ impl<T: Float> Product<'_, '_, T> {
                             break;
                         }
                         let tile = Tile {
-                            block,
+                            block: panel_of(0, MR),
                             regs,
                             k0,
                             k1,
@@ -312,12 +391,21 @@ impl<T: Float> Product<'_, '_, T> {
                             sub_reg: s0 / lanes,
                             regs_per_row: nr / lanes,
                         };
-                        let (rows, full) = (m1 - m0, (m1 - m0) / MR * MR);
                         for r in (0..full).step_by(MR) {
-                            Tile { r, ..tile }.run::<MR, NV>(s, beta, &mut c);
+                            let t = Tile {
+                                block: panel_of(r, MR),
+                                row0: m0 + r,
+                                ..tile
+                            };
+                            t.run::<MR, NV>(s, beta, &mut c);
                         }
                         if full < rows {
-                            Tile { r: full, ..tile }.run_rows::<NV>(s, rows - full, beta, &mut c);
+                            let t = Tile {
+                                block: panel_of(full, rows - full),
+                                row0: m0 + full,
+                                ..tile
+                            };
+                            t.run_rows::<NV>(s, rows - full, beta, &mut c);
                         }
                     }
                 }
@@ -326,22 +414,65 @@ impl<T: Float> Product<'_, '_, T> {
     }
 }
 
-/// Copies rows `m0..m1`, columns `k0..k1` of a row-major `a` column-major into `scratch`.
-#[inline(always)]
-fn pack_a_block<'s, T: Float>(
+/// The block size for `len` in blocks of at most `max`: as even as multiples of `unit` make
+/// them (480 + 32 rows would stream the weights twice for little work in the second block).
+pub(crate) fn balanced(len: usize, max: usize, unit: usize) -> usize {
+    let blocks = len.div_ceil(max).max(1);
+    len.div_ceil(blocks)
+        .next_multiple_of(unit)
+        .clamp(1, max.max(1))
+}
+
+/// Copies rows `m0..m1`, columns `k0..k1` of `a` into `scratch`, in the layout that is a
+/// plain copy of the source:
+///
+/// * row-major A: row `i` at `i * PACK_LD` (a memcpy per row);
+/// * column-major A: micro-panels of `MR` rows (the last one shorter), each step by step:
+///   rows `r..r+len` start at `r * kc`, element (r + i, kk) at `r * kc + kk * len + i`.
+///
+/// Transposing instead (one layout for both) costs up to a tenth of a product whose N is
+/// small (dL/dx at H = 128), measured. Not inlined into the SIMD context: with AVX-512
+/// enabled LLVM turns such copies into scatters, several times slower on AMD.
+#[inline(never)]
+fn pack_a_block<'s, T: Float, const MR: usize>(
     a: MatRef<'_, T>,
     (m0, m1): (usize, usize),
     (k0, k1): (usize, usize),
     scratch: &'s mut [T],
 ) -> &'s [T] {
-    let rows = m1 - m0;
-    let out = &mut scratch[..rows * (k1 - k0)];
-    for r in 0..rows {
-        for (kk, &v) in a.row(m0 + r)[k0..k1].iter().enumerate() {
-            out[kk * rows + r] = v;
+    let (rows, kc) = (m1 - m0, k1 - k0);
+    if a.col_stride() == 1 {
+        // Row-major: rows copied as they are, at a stride that spreads them over the cache
+        // sets (see `PACK_LD`).
+        for i in 0..rows {
+            scratch[i * PACK_LD..i * PACK_LD + kc].copy_from_slice(&a.row(m0 + i)[k0..k1]);
         }
+        &scratch[..rows * PACK_LD]
+    } else {
+        // Column-major: column by column (sequential reads), each column's rows dealt to the
+        // micro-panels. Reading a micro-panel at a time would walk the columns at their
+        // stride, a cache miss per step.
+        let cs = a.col_stride();
+        let full = rows / MR * MR;
+        let out = &mut scratch[..rows * kc];
+        if kc == 0 {
+            return out;
+        }
+        let (main, rest) = out.split_at_mut(full * kc);
+        for kk in 0..kc {
+            let col = &a.data()[(k0 + kk) * cs + m0..][..rows];
+            for (g, dst) in main.chunks_exact_mut(MR * kc).enumerate() {
+                let src: &[T; MR] = col[g * MR..(g + 1) * MR].try_into().expect("MR values");
+                let d: &mut [T; MR] = (&mut dst[kk * MR..(kk + 1) * MR])
+                    .try_into()
+                    .expect("MR values");
+                *d = *src;
+            }
+            let len = rows - full;
+            rest[kk * len..(kk + 1) * len].copy_from_slice(&col[full..]);
+        }
+        out
     }
-    out
 }
 
 /// Rows `r..` of an A block against one sub-panel of W over the panel rows `k0..k1`.
@@ -394,10 +525,11 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         }
     }
 
-    /// One step `kk` of the product into `acc`. A method, not a closure: closures do not
-    /// inline into the SIMD context (see `crate::lanes`).
+    /// One step `kk` of the product into `acc`; `ROW`: the block is row-major at
+    /// [`PACK_LD`] (a constant, so each row's address is one displacement). A method, not a
+    /// closure: closures do not inline into the SIMD context (see `crate::lanes`).
     #[inline(always)]
-    fn step<const R: usize, const NV: usize>(
+    fn step<const R: usize, const NV: usize, const ROW: bool>(
         &self,
         s: S,
         data: &[T],
@@ -408,12 +540,40 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     ) {
         let at = at0 + kk * self.regs_per_row;
         let w_k = &self.regs[at..at + NV];
-        let a_k = &data[kk * cs + self.r..kk * cs + self.r + R];
+        let a_k: [T; R] = if ROW {
+            let rows = &data[self.r * PACK_LD + kk..];
+            core::array::from_fn(|r| rows[r * PACK_LD])
+        } else {
+            let a = &data[kk * cs + self.r..kk * cs + self.r + R];
+            core::array::from_fn(|r| a[r])
+        };
         for r in 0..R {
             let x = T::v_splat(s, a_k[r]);
             for v in 0..NV {
                 acc[r][v] = T::v_mul_add(s, x, w_k[v], acc[r][v]);
             }
+        }
+    }
+
+    /// All steps `k0..k1` into the accumulator sets.
+    #[inline(always)]
+    fn steps<const R: usize, const NV: usize, const SETS: usize, const ROW: bool>(
+        &self,
+        s: S,
+        sets: &mut [[[V<S, T>; NV]; R]; SETS],
+    ) {
+        let Block { data, cs, .. } = self.block;
+        let len = self.k1 - self.k0;
+        let at0 = self.k0 * self.regs_per_row + self.sub_reg;
+        // Steps go in groups of SETS so that each set is indexed by a constant (registers).
+        let groups = len / SETS * SETS;
+        for kk in (0..groups).step_by(SETS) {
+            for (j, acc) in sets.iter_mut().enumerate() {
+                self.step::<R, NV, ROW>(s, data, cs, at0, kk + j, acc);
+            }
+        }
+        for kk in groups..len {
+            self.step::<R, NV, ROW>(s, data, cs, at0, kk, &mut sets[0]);
         }
     }
 
@@ -426,18 +586,10 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     ) -> usize {
         let zero = T::v_splat(s, T::ZERO);
         let mut sets = [[[zero; NV]; R]; SETS];
-        let Block { data, cs } = self.block;
-        let len = self.k1 - self.k0;
-        let at0 = self.k0 * self.regs_per_row + self.sub_reg;
-        // Steps go in groups of SETS so that each set is indexed by a constant (registers).
-        let groups = len / SETS * SETS;
-        for kk in (0..groups).step_by(SETS) {
-            for (j, acc) in sets.iter_mut().enumerate() {
-                self.step(s, data, cs, at0, kk + j, acc);
-            }
-        }
-        for kk in groups..len {
-            self.step(s, data, cs, at0, kk, &mut sets[0]);
+        if self.block.row_major {
+            self.steps::<R, NV, SETS, true>(s, &mut sets);
+        } else {
+            self.steps::<R, NV, SETS, false>(s, &mut sets);
         }
         let mut acc = sets[0];
         for set in &sets[1..] {

@@ -2,9 +2,18 @@
 //! number of allocations, so a test can prove a loop allocates nothing and a benchmark can
 //! report the peak memory of a call.
 //!
-//! ```ignore
+//! ```
+//! use fused_rnn_kernels::testing::alloc::{Counting, mark};
+//!
 //! #[global_allocator]
-//! static ALLOC: fused_rnn_kernels::testing::alloc::Counting = fused_rnn_kernels::testing::alloc::Counting;
+//! static ALLOC: Counting = Counting;
+//!
+//! fn main() {
+//!     let m = mark();
+//!     let v = vec![0u8; 1000];
+//!     assert!(m.allocations() >= 1 && m.peak_bytes() >= 1000);
+//!     drop(v);
+//! }
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
