@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Arguments: cell (lstm, gru, rnn), hidden (= input) size, batch, steps, mode (train or
-//! infer), iterations, threads (0: `Parallelism::Sequential`, else a rayon pool of that size).
+//! infer), iterations, threads (0: `Parallelism::Sequential`, else a rayon pool of that size),
+//! and optionally the input size (default: the hidden size).
 
 use fused_rnn::{
     Backward, CellKind, Config, Input, Nonlinearity, Parallelism, Recurrent, Reserve, SeqShape,
@@ -20,6 +21,8 @@ struct Case {
     steps: usize,
     train: bool,
     iters: usize,
+    /// Input size (default: the hidden size).
+    input: Option<usize>,
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         steps: n(3, "25"),
         train: arg(4, "train") == "train",
         iters: n(5, "20"),
+        input: args.get(7).map(|v| v.parse().expect("a number")),
     };
     match n(6, "1") {
         0 => run(&case, Parallelism::Sequential),
@@ -51,10 +55,11 @@ fn main() {
 
 fn run(c: &Case, par: Parallelism) {
     let (h, b, t) = (c.hidden, c.batch, c.steps);
-    let config = Config::lstm(h, h).with_cell(c.cell).with_parallelism(par);
+    let i = c.input.unwrap_or(h);
+    let config = Config::lstm(i, h).with_cell(c.cell).with_parallelism(par);
     let m = Recurrent::<f32>::with_seed(config, 0).unwrap();
     let shape = SeqShape::new(t, b);
-    let x = vec![0.1f32; t * b * h];
+    let x = vec![0.1f32; t * b * i];
     let mut y = vec![0.0f32; t * b * h];
     let mut ws = Workspace::with_len(m.workspace_len(shape).unwrap());
     let mut reserve = Reserve::for_shape(&m, shape).unwrap();
@@ -93,7 +98,8 @@ fn run(c: &Case, par: Parallelism) {
         }
     }
     let per = start.elapsed().as_secs_f64() / c.iters as f64;
-    let flops = 2.0 * (t * b * 2 * h * c.cell.gates() * h) as f64 * if c.train { 3.0 } else { 1.0 };
+    let flops =
+        2.0 * (t * b * (i + h) * c.cell.gates() * h) as f64 * if c.train { 3.0 } else { 1.0 };
     println!(
         "{:.3} ms per iteration, {:.1} GFLOP/s",
         per * 1e3,

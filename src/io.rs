@@ -117,7 +117,7 @@ pub fn save_params_file<T: Float>(
 /// Serializes named tensors (name, shape, data) with string metadata.
 ///
 /// # Errors
-/// [`Error::Format`] if the safetensors writer refuses them (duplicate names).
+/// [`Error::Format`] naming a tensor name used twice.
 pub fn serialize<'a, T: Float>(
     tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [T])>,
     metadata: HashMap<String, String>,
@@ -140,6 +140,12 @@ pub fn serialize<'a, T: Float>(
             (name.to_string(), shape.to_vec(), bytes)
         })
         .collect();
+    // The safetensors writer panics on a repeated name (0.8.0): refuse it first.
+    let mut names: Vec<&str> = owned.iter().map(|t| t.0.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format(format!("{}: tensor name used twice", w[0])));
+    }
     let views = owned
         .iter()
         .map(|(n, s, b)| TensorView::new(dtype, s.clone(), b).map(|v| (n.clone(), v)))

@@ -54,6 +54,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod buffers;
+pub mod checkpoint;
 pub mod clip;
 pub mod config;
 mod engine;
@@ -62,6 +63,8 @@ pub mod gradcheck;
 pub mod input;
 pub mod io;
 pub mod layout;
+pub mod nn;
+pub mod optim;
 pub mod params;
 mod prepared;
 mod recurrent;

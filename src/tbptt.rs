@@ -250,6 +250,32 @@ impl<T: Float> Tbptt<T> {
         &self.state
     }
 
+    /// Continues from `state` (a checkpoint's): the next window of TBPTT(k, k) enters with
+    /// it; TBPTT(k1, k2) starts a new span there (older steps are not kept).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `state` is not this driver's batch and module; nothing
+    /// changes then.
+    pub fn set_state(&mut self, state: &State<T>) -> Result<(), Error> {
+        crate::error::check_len("state.h", self.state.h.len(), state.h.len())?;
+        crate::error::check_len("state.c", self.state.c.len(), state.c.len())?;
+        self.state.h.copy_from_slice(&state.h);
+        self.state.c.copy_from_slice(&state.c);
+        self.kept = 0;
+        self.last = (0, 0);
+        Ok(())
+    }
+
+    /// The seed of the next window's dropout masks (save it to resume exactly).
+    pub fn dropout_seed(&self) -> u64 {
+        self.reserve.dropout_seed
+    }
+
+    /// Sets the seed of the next window's dropout masks.
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        self.reserve.dropout_seed = seed;
+    }
+
     /// Starts a new sequence: zero state, nothing kept.
     pub fn reset(&mut self) {
         self.state.reset();

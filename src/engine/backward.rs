@@ -83,13 +83,40 @@ impl<T: Float> DirBackward<'_, T> {
         };
         for k in (0..s.steps).rev() {
             let t = s.time(k);
-            self.step(t, &mut bufs);
-            self.route_resets(t, &mut bufs);
+            if self.masks.all_inactive(t) {
+                self.skip(t, &mut bufs);
+            } else {
+                self.step(t, &mut bufs);
+                self.route_resets(t, &mut bufs);
+            }
             bufs.cur ^= 1;
         }
         // What reaches the initial position is the initial state's gradient.
         add_into(self.d_h, bufs.dh[bufs.cur]);
         add_into(self.d_c, bufs.dc[bufs.cur]);
+    }
+
+    /// A step where the whole chunk is padding (forward skipped it): no gate gradients, and
+    /// the state's gradient passes through unchanged.
+    fn skip(&mut self, t: usize, c: &mut Carries<'_, T>) {
+        let s = self.spec;
+        let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
+        self.scratch.dg[t * b * gh..(t + 1) * b * gh].fill(T::ZERO);
+        if !self.scratch.d_an.is_empty() {
+            self.scratch.d_an[t * b * h..(t + 1) * b * h].fill(T::ZERO);
+        }
+        if !self.scratch.dh_all.is_empty() {
+            self.scratch.dh_all[t * b * hout..(t + 1) * b * hout].fill(T::ZERO);
+        }
+        let cur = c.cur;
+        for carry in [&mut c.dh, &mut c.dc] {
+            let [a, b] = carry;
+            if cur == 0 {
+                b.copy_from_slice(a);
+            } else {
+                a.copy_from_slice(b);
+            }
+        }
     }
 
     fn step(&mut self, t: usize, c: &mut Carries<'_, T>) {

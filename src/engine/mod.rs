@@ -189,6 +189,10 @@ impl<'a> Masks<'a> {
     pub fn any_inactive(&self, t: usize) -> bool {
         self.lengths.is_some_and(|l| l.iter().any(|&len| t >= len))
     }
+    /// Whether every sequence is padding at step `t`: the step has no work.
+    pub fn all_inactive(&self, t: usize) -> bool {
+        self.lengths.is_some_and(|l| l.iter().all(|&len| t >= len))
+    }
     /// Whether sequence `b` enters step `t` from the initial state by a reset (see
     /// [`crate::Input::resets`]).
     pub fn reset_at_entry(&self, s: &DirSpec, t: usize, b: usize) -> bool {

@@ -1,0 +1,114 @@
+//! Softmax cross-entropy, fused with its gradient: `dL/dlogits = (softmax - onehot) / rows`.
+
+use crate::error::{Error, check_len};
+use fused_rnn_kernels::Float;
+
+/// The mean cross-entropy (in nats) of `logits` (`[rows, classes]`) against `targets`
+/// (`[rows]`), PyTorch's `CrossEntropyLoss` with mean reduction; writes its gradient with
+/// respect to the logits into `d_logits`. Computed in f64 from the row's maximum, so large
+/// logits do not overflow.
+///
+/// # Errors
+/// A length that is not `rows * classes`, or a target not below `classes`; nothing is
+/// written then.
+pub fn softmax_cross_entropy<T: Float>(
+    logits: &[T],
+    classes: usize,
+    targets: &[usize],
+    d_logits: &mut [T],
+) -> Result<f64, Error> {
+    if classes == 0 {
+        return Err(Error::ZeroDim { arg: "classes" });
+    }
+    let rows = targets.len();
+    check_len("logits", rows.saturating_mul(classes), logits.len())?;
+    check_len("d_logits", logits.len(), d_logits.len())?;
+    if let Some(i) = targets.iter().position(|&t| t >= classes) {
+        return Err(Error::invalid(
+            "targets",
+            format!("targets[{i}] = {} is not below {classes}", targets[i]),
+        ));
+    }
+    let scale = 1.0 / rows.max(1) as f64;
+    let mut total = 0.0;
+    for ((row, d_row), &target) in logits
+        .chunks_exact(classes)
+        .zip(d_logits.chunks_exact_mut(classes))
+        .zip(targets)
+    {
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(v.to_f64()));
+        let sum: f64 = row.iter().map(|&v| (v.to_f64() - max).exp()).sum();
+        let log_sum = sum.ln() + max;
+        total += log_sum - row[target].to_f64();
+        for (j, (d, &v)) in d_row.iter_mut().zip(row).enumerate() {
+            let p = (v.to_f64() - log_sum).exp();
+            let onehot = if j == target { 1.0 } else { 0.0 };
+            *d = T::from_f64((p - onehot) * scale);
+        }
+    }
+    Ok(total * scale)
+}
+
+/// `probs = softmax(logits / temperature)` for one row (for sampling).
+///
+/// # Errors
+/// A non-positive or non-finite temperature, or `probs` of another length.
+pub fn softmax<T: Float>(logits: &[T], temperature: f64, probs: &mut [f64]) -> Result<(), Error> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(Error::invalid(
+            "temperature",
+            format!("{temperature} is not a positive number"),
+        ));
+    }
+    check_len("probs", logits.len(), probs.len())?;
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v.to_f64()));
+    for (p, &v) in probs.iter_mut().zip(logits) {
+        *p = ((v.to_f64() - max) / temperature).exp();
+    }
+    let sum: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= sum);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uniform_logits_cost_log_classes() {
+        let logits = [0.0f64; 8];
+        let mut d = [0.0; 8];
+        let loss = softmax_cross_entropy(&logits, 4, &[1, 3], &mut d).unwrap();
+        assert!((loss - 4f64.ln()).abs() < 1e-15);
+        // (1/4 - onehot) / 2.
+        assert_eq!(
+            d,
+            [0.125, -0.375, 0.125, 0.125, 0.125, 0.125, 0.125, -0.375]
+        );
+    }
+
+    #[test]
+    fn huge_logits_stay_finite() {
+        let logits = [1e30f32, -1e30, 0.0];
+        let mut d = [0.0; 3];
+        let loss = softmax_cross_entropy(&logits, 3, &[1], &mut d).unwrap();
+        assert!(loss.is_finite() && loss > 1e29);
+        assert!(d.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn bad_targets_and_lengths_are_errors() {
+        let mut d = [5.0f32; 4];
+        assert!(softmax_cross_entropy(&[0.0; 4], 2, &[0, 2], &mut d).is_err());
+        assert!(softmax_cross_entropy(&[0.0; 4], 2, &[0], &mut d).is_err());
+        assert_eq!(d, [5.0; 4]);
+        let mut p = [0.0; 3];
+        assert!(softmax(&[1.0f32, 2.0, 3.0], 0.0, &mut p).is_err());
+        softmax(&[1.0f32, 2.0, 3.0], 0.5, &mut p).unwrap();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-15 && p[2] > p[1]);
+    }
+}
