@@ -1,5 +1,6 @@
 //! Streaming inference with an LSTM: feed a long sequence in chunks, carrying the state, and
-//! check that the result is the same as one call over the whole sequence.
+//! check that the result is the same (up to f32 rounding) as one call over the whole
+//! sequence.
 //!
 //! `cargo run --release --example lstm_inference`
 
@@ -48,8 +49,18 @@ fn main() -> Result<(), fused_rnn::Error> {
         y_all[y_all.len() - 1]
     );
     println!("chunked (7 steps at a time) vs whole: max |difference| = {max_diff:e}");
-    assert_eq!(
-        state, chunked,
+    // Equal up to f32 rounding, not bitwise: a product over 200 rows and one over 14 are
+    // blocked differently (small row counts use several accumulators along K).
+    let state_diff = state
+        .h
+        .iter()
+        .chain(&state.c)
+        .zip(chunked.h.iter().chain(&chunked.c))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!("final state: max |difference| = {state_diff:e}");
+    assert!(
+        max_diff < 1e-5 && state_diff < 1e-5,
         "carrying the state makes chunks equal to the whole"
     );
     Ok(())

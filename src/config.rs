@@ -179,6 +179,26 @@ impl Config {
         }
     }
 
+    /// The number of parameter elements (every tensor of [`crate::params`] together), as
+    /// PyTorch's `sum(p.numel() for p in module.parameters())`; computed without allocating,
+    /// so a size read from an untrusted file can be checked before anything is built.
+    ///
+    /// ```
+    /// use fused_rnn::Config;
+    /// // 4 gates * 20 * (10 + 20 + 2 biases)
+    /// assert_eq!(Config::lstm(10, 20).num_parameters()?, 2560);
+    /// # Ok::<(), fused_rnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Config::validate`], or [`Error::SizeOverflow`].
+    pub fn num_parameters(&self) -> Result<usize, Error> {
+        self.validate()?;
+        crate::params::expected_tensors(self).try_fold(0usize, |total, spec| {
+            crate::error::add(&[total, crate::error::mul(&spec.shape)?])
+        })
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors

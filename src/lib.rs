@@ -54,6 +54,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod buffers;
+pub mod check;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;

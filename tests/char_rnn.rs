@@ -181,6 +181,28 @@ fn corrupt_and_foreign_checkpoints_are_errors() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Found while writing the `load_files` fuzz target: a checkpoint whose metadata claims a
+/// huge model made the loader allocate it (an abort) before the tensors were compared.
+#[test]
+fn a_checkpoint_claiming_a_larger_model_than_it_holds_is_refused_before_allocating() {
+    use fused_rnn::checkpoint::Checkpoint;
+    let dir = temp_dir("oversized");
+    let path = dir.join("ck.safetensors");
+    checkpoint::save(&tiny(&small_text(), "adam"), &path).unwrap();
+    for hidden in ["1000000000", "4000000000000000000"] {
+        let mut ck = Checkpoint::<f32>::load(&path).unwrap();
+        let model = ck.metadata["model"].replace("\"hidden\":24", &format!("\"hidden\":{hidden}"));
+        assert_ne!(model, ck.metadata["model"]);
+        ck.metadata.insert("model".into(), model);
+        let err = checkpoint::from_checkpoint(ck).err().unwrap();
+        assert!(
+            err.contains("larger than the tensors") || err.contains("overflow"),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn texts_that_cannot_train_are_errors() {
     assert!(Text::new("").is_err());

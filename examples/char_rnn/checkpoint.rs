@@ -88,7 +88,14 @@ fn field<T: serde::de::DeserializeOwned>(v: &serde_json::Value, key: &str) -> Re
 /// Reads a checkpoint file.
 pub fn load(path: &std::path::Path) -> Result<Saved, String> {
     let bad = |e: String| format!("{}: not a usable char-rnn checkpoint: {e}", path.display());
-    let mut ck = Checkpoint::<f32>::load(path).map_err(|e| bad(e.to_string()))?;
+    let ck = Checkpoint::<f32>::load(path).map_err(|e| bad(e.to_string()))?;
+    from_checkpoint(ck).map_err(bad)
+}
+
+/// What a checkpoint's tensors and metadata describe (every size checked against the file
+/// before anything is allocated for it).
+pub fn from_checkpoint(mut ck: Checkpoint<f32>) -> Result<Saved, String> {
+    let bad = |e: String| e;
     if ck.meta("format").ok() != Some(FORMAT) {
         return Err(bad(format!("format is not {FORMAT:?}")));
     }
@@ -117,6 +124,13 @@ pub fn load(path: &std::path::Path) -> Result<Saved, String> {
         optimizer: field(&t, "optimizer").map_err(bad)?,
         seed: field(&t, "seed").map_err(bad)?,
     };
+    // A corrupt size must not make us allocate what the file cannot hold.
+    let held: usize = ck.tensors.iter().map(|t| t.2.len()).sum();
+    if config.num_parameters()? > held {
+        return Err(bad(
+            "the model is larger than the tensors the file holds".into()
+        ));
+    }
     let mut model = CharModel::new(config, 0).map_err(bad)?;
     let (names, shapes) = (model.param_names(), shapes(&model));
     for ((name, shape), dst) in names.iter().zip(&shapes).zip(model.params_mut()) {

@@ -105,6 +105,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/view.rs"),
     ),
     ("src/buffers.rs", include_str!("../../src/buffers.rs")),
+    ("src/check.rs", include_str!("../../src/check.rs")),
     ("src/checkpoint.rs", include_str!("../../src/checkpoint.rs")),
     ("src/clip.rs", include_str!("../../src/clip.rs")),
     ("src/config.rs", include_str!("../../src/config.rs")),

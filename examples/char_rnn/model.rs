@@ -16,6 +16,22 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The number of parameter elements, computed without allocating.
+    pub fn num_parameters(&self) -> Result<usize, String> {
+        let rnn = self
+            .recurrent()?
+            .num_parameters()
+            .map_err(|e| e.to_string())?;
+        [
+            self.vocab.checked_mul(self.embed),
+            self.vocab.checked_mul(self.hidden),
+            Some(self.vocab),
+        ]
+        .into_iter()
+        .try_fold(rnn, |total, n| total.checked_add(n?))
+        .ok_or_else(|| "the model's sizes overflow".to_string())
+    }
+
     /// The recurrent core's configuration.
     pub fn recurrent(&self) -> Result<Config, String> {
         let cell = match self.cell.as_str() {

@@ -1,0 +1,182 @@
+//! The products an RNN runs, in f32 on one thread, by three GEMMs side by side: ours (packed
+//! weights, `gemm_prepacked`; the general `gemm` for the weight gradients), the `gemm` crate
+//! (AVX-512 kernels) and `matrixmultiply`. This is the measurement behind the choice of GEMM
+//! (README, Performance).
+//!
+//! Shapes, for hidden size H, batch B, T steps and 4 gates (LSTM):
+//! - `step`:  `[B, H] x [H, 4H]`: the recurrent product of one step (weights packed once);
+//! - `proj`:  `[T*B, H] x [H, 4H]`: the input projection over all steps;
+//! - `dw`:    `[4H, T*B] x [T*B, H]`: a weight gradient (A read transposed).
+//!
+//! `cargo bench -p fused-rnn-kernels --bench gemm`
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fused_rnn_kernels::gemm::packed::{pack, packed_len};
+use fused_rnn_kernels::gemm::{MatMut, MatRef, gemm, gemm_prepacked};
+use fused_rnn_kernels::{Arch, arch};
+use std::hint::black_box;
+
+/// `C = A B` with A `m x k` (strides `rsa`, `csa`) and B, C row-major.
+struct Product {
+    m: usize,
+    k: usize,
+    n: usize,
+    a_transposed: bool,
+}
+
+fn data(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
+}
+
+fn gemm_crate(p: &Product, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let (rsa, csa) = if p.a_transposed {
+        (1, p.m as isize)
+    } else {
+        (p.k as isize, 1)
+    };
+    // SAFETY: the strides describe `a` (m x k), `b` (k x n) and `c` (m x n) inside their
+    // slices, whose lengths the caller sized for exactly these shapes; `c` is not aliased.
+    unsafe {
+        gemm::gemm(
+            p.m,
+            p.n,
+            p.k,
+            c.as_mut_ptr(),
+            1,
+            p.n as isize,
+            false,
+            a.as_ptr(),
+            csa,
+            rsa,
+            b.as_ptr(),
+            1,
+            p.n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+fn matrixmultiply(p: &Product, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let (rsa, csa) = if p.a_transposed {
+        (1, p.m as isize)
+    } else {
+        (p.k as isize, 1)
+    };
+    // SAFETY: as in `gemm_crate`: every stride stays inside its slice; `c` is not aliased.
+    unsafe {
+        matrixmultiply::sgemm(
+            p.m,
+            p.k,
+            p.n,
+            1.0,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            p.n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            p.n as isize,
+            1,
+        );
+    }
+}
+
+fn ours(arch: Arch, p: &Product, a: &[f32], b: &[f32], packed: &[f32], c: &mut [f32]) {
+    let a = if p.a_transposed {
+        MatRef::row_major(a, p.k, p.m, p.m).t()
+    } else {
+        MatRef::row_major(a, p.m, p.k, p.k)
+    };
+    let c = MatMut::row_major(c, p.m, p.n, p.n);
+    if p.a_transposed {
+        // Weight gradients: the general product (B, the activations, changes every call).
+        gemm(arch, 1, a, MatRef::row_major(b, p.k, p.n, p.n), 0.0, c);
+    } else {
+        let w = fused_rnn_kernels::gemm::packed::PackedRef::from_packed(packed, p.k, p.n);
+        gemm_prepacked(arch, 1, a, w, 0.0, c);
+    }
+}
+
+fn products(c: &mut Criterion) {
+    let arch = arch();
+    let (t, h) = (25, 512);
+    let mut cases = Vec::new();
+    for b in [1, 4, 16, 32, 64] {
+        cases.push((
+            format!("step_h{h}_b{b}"),
+            Product {
+                m: b,
+                k: h,
+                n: 4 * h,
+                a_transposed: false,
+            },
+        ));
+    }
+    for b in [16, 64] {
+        cases.push((
+            format!("proj_h{h}_b{b}_t{t}"),
+            Product {
+                m: t * b,
+                k: h,
+                n: 4 * h,
+                a_transposed: false,
+            },
+        ));
+        cases.push((
+            format!("dw_h{h}_b{b}_t{t}"),
+            Product {
+                m: 4 * h,
+                k: t * b,
+                n: h,
+                a_transposed: true,
+            },
+        ));
+    }
+    let mut g = c.benchmark_group("gemm");
+    g.sample_size(20);
+    for (name, p) in &cases {
+        let (a, b) = (data(p.m * p.k), data(p.k * p.n));
+        let mut out = vec![0.0f32; p.m * p.n];
+        let mut packed = vec![0.0f32; packed_len::<f32>(p.k, p.n)];
+        pack(MatRef::row_major(&b, p.k, p.n, p.n), &mut packed);
+        // The three compute the same product (else the timing would mean nothing).
+        let mut check = vec![vec![0.0f32; p.m * p.n]; 3];
+        ours(arch, p, &a, &b, &packed, &mut check[0]);
+        gemm_crate(p, &a, &b, &mut check[1]);
+        matrixmultiply(p, &a, &b, &mut check[2]);
+        for other in &check[1..] {
+            let diff = check[0]
+                .iter()
+                .zip(other)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                diff < 1e-3 * p.k as f32,
+                "{name}: the GEMMs disagree by {diff}"
+            );
+        }
+        g.throughput(Throughput::Elements((2 * p.m * p.k * p.n) as u64));
+        g.bench_function(BenchmarkId::new("ours", name), |bench| {
+            bench.iter(|| ours(arch, p, black_box(&a), &b, &packed, &mut out))
+        });
+        g.bench_function(BenchmarkId::new("gemm_crate", name), |bench| {
+            bench.iter(|| gemm_crate(p, black_box(&a), &b, &mut out))
+        });
+        g.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
+            bench.iter(|| matrixmultiply(p, black_box(&a), &b, &mut out))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, products);
+criterion_main!(benches);
