@@ -72,17 +72,23 @@ fn with_special(config: &Config, site: Site, v: f64) -> Case {
     case
 }
 
+/// Every value of an outcome: outputs, states, input and state gradients, parameter gradients.
+fn values(o: &Outcome) -> impl Iterator<Item = f64> + '_ {
+    [&o.y, &o.h_n, &o.c_n, &o.dx, &o.dh0, &o.dc0]
+        .into_iter()
+        .chain(o.grads.iter().map(|(_, g)| g))
+        .flatten()
+        .copied()
+}
+
 fn nan_pattern(o: &Outcome) -> Vec<bool> {
-    let mut all = vec![&o.y, &o.h_n, &o.c_n, &o.dx, &o.dh0, &o.dc0];
-    all.extend(o.grads.iter().map(|(_, g)| g));
-    all.into_iter().flatten().map(|v| v.is_nan()).collect()
+    values(o).map(f64::is_nan).collect()
 }
 
 fn largest_finite(o: &Outcome) -> f64 {
-    let mut all = vec![&o.y, &o.h_n, &o.c_n, &o.dx, &o.dh0, &o.dc0];
-    all.extend(o.grads.iter().map(|(_, g)| g));
-    let finite = all.into_iter().flatten().filter(|v| v.is_finite());
-    finite.fold(0.0, |m, v| m.max(v.abs()))
+    values(o)
+        .filter(|v| v.is_finite())
+        .fold(0.0, |m, v| m.max(v.abs()))
 }
 
 #[test]
