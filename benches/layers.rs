@@ -22,7 +22,7 @@ fn layers(c: &mut Criterion) {
         group.sample_size(10);
         let mut fwd = case.clone();
         fwd.train = false;
-        group.throughput(Throughput::Elements(fwd.flops()));
+        group.throughput(Throughput::Elements(fwd.flops() as u64));
         group.bench_function("infer", |b| {
             b.iter(|| {
                 let mut state = m.zero_state(case.batch);
@@ -35,7 +35,7 @@ fn layers(c: &mut Criterion) {
             let dy = vec![1e-2f32; y.len()];
             let mut grads = m.zero_grads();
             let mut dx = vec![0.0f32; x.len()];
-            group.throughput(Throughput::Elements(case.flops()));
+            group.throughput(Throughput::Elements(case.flops() as u64));
             group.bench_function("train", |b| {
                 b.iter(|| {
                     let mut state = m.zero_state(case.batch);
