@@ -91,13 +91,18 @@ impl Model {
             .forward(input, state, &mut y, &mut self.ws)
             .expect("shapes fit");
         let rows = Self::rows(readout, shape);
+        self.head_of(&y, h, &rows).1
+    }
+
+    /// The readout rows of `y` (width `h`) and the head's outputs on them.
+    fn head_of(&self, y: &[f32], h: usize, rows: &[usize]) -> (Vec<f32>, Vec<f32>) {
         let picked: Vec<f32> = rows
             .iter()
             .flat_map(|&r| y[r * h..(r + 1) * h].iter().copied())
             .collect();
         let mut out = vec![0.0; rows.len() * self.head.outputs()];
         self.head.forward(&picked, &mut out).expect("shapes fit");
-        out
+        (picked, out)
     }
 
     /// One Adam step on `loss(outputs, d_outputs) -> value` of the readout from a zero
@@ -118,12 +123,7 @@ impl Model {
             .forward_train(input, &mut state, &mut y, &mut self.reserve, &mut self.ws)
             .expect("shapes fit");
         let rows = Self::rows(readout, shape);
-        let picked: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| y[r * h..(r + 1) * h].iter().copied())
-            .collect();
-        let mut out = vec![0.0; rows.len() * self.head.outputs()];
-        self.head.forward(&picked, &mut out).expect("shapes fit");
+        let (picked, out) = self.head_of(&y, h, &rows);
         let mut d_out = vec![0.0; out.len()];
         let value = loss(&out, &mut d_out);
         self.rnn_grads.fill(0.0);
