@@ -121,6 +121,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "src/engine/forward.rs",
         include_str!("../../src/engine/forward.rs"),
     ),
+    (
+        "src/engine/forward_team.rs",
+        include_str!("../../src/engine/forward_team.rs"),
+    ),
     ("src/engine/mod.rs", include_str!("../../src/engine/mod.rs")),
     (
         "src/engine/plan.rs",
@@ -129,6 +133,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "src/engine/products.rs",
         include_str!("../../src/engine/products.rs"),
+    ),
+    (
+        "src/engine/team.rs",
+        include_str!("../../src/engine/team.rs"),
     ),
     ("src/error.rs", include_str!("../../src/error.rs")),
     ("src/gradcheck.rs", include_str!("../../src/gradcheck.rs")),

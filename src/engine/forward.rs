@@ -19,6 +19,31 @@ use super::{DirSpec, DirWeights, Masks, StepWeights, read_write, rows, rows_mut}
 use crate::config::Parallelism;
 use crate::layout::block;
 
+/// Where a single-product step's recurrent product goes, and its beta: LSTM and RNN add it
+/// to the input projection in the gates; a reset-after GRU keeps it apart in `products`
+/// (r scales only its n block).
+pub(super) fn product_target<'x, T: Float>(
+    s: &DirSpec,
+    t: usize,
+    gates: &'x mut [T],
+    products: &'x mut [T],
+) -> (&'x mut [T], T) {
+    let (b, gh) = (s.batch, s.gh());
+    match s.cell {
+        CellKind::Gru { .. } => (&mut products[..b * gh], T::ZERO),
+        _ => (&mut gates[t * b * gh..(t + 1) * b * gh], T::ONE),
+    }
+}
+
+/// Step `t`'s slot of the tape's extra activations (`[Bc][H]`), or nothing.
+fn extra_slot<T>(extra: &mut [T], slots: usize, t: usize, (b, h): (usize, usize)) -> &mut [T] {
+    if extra.is_empty() {
+        return &mut [];
+    }
+    let slot = if slots > 0 { t % slots } else { 0 };
+    &mut extra[block(slot, b, h)]
+}
+
 /// One chunk's saved activations (see [`crate::layout`]).
 #[derive(Debug)]
 pub(crate) struct Tape<'a, T> {
@@ -74,10 +99,8 @@ impl<'a, T: Float> DirForward<'a, T> {
     fn run_steps(&mut self) {
         let s = self.spec;
         let (b, hout, h) = (s.batch, s.hout, s.hidden);
-        let positions = self.tape.positions;
-        let pos = |p: usize| p % positions;
         // State positions start from the initial state.
-        let init = pos(s.initial());
+        let init = s.initial() % self.tape.positions;
         self.tape.h[block(init, b, hout)].copy_from_slice(self.h0);
         if s.cell.has_cell_state() {
             self.tape.c[block(init, b, h)].copy_from_slice(self.c0);
@@ -85,9 +108,13 @@ impl<'a, T: Float> DirForward<'a, T> {
         if b == 0 {
             return;
         }
+        if let Some(units) = self.team_units() {
+            self.run_steps_team(units);
+            return;
+        }
         for k in 0..s.steps {
             let t = s.time(k);
-            let (entry, exit) = (pos(s.entry(t)), pos(s.exit(t)));
+            let (entry, exit) = self.positions(t);
             // A step where the whole chunk is padding costs only the copy of its state.
             if !self.masks.all_inactive(t) {
                 self.apply_resets(t, entry);
@@ -99,7 +126,7 @@ impl<'a, T: Float> DirForward<'a, T> {
     }
 
     /// Rows that start afresh at `t` enter it from the initial state.
-    fn apply_resets(&mut self, t: usize, entry: usize) {
+    pub(super) fn apply_resets(&mut self, t: usize, entry: usize) {
         let s = self.spec;
         if self.masks.resets.is_none() {
             return;
@@ -117,29 +144,51 @@ impl<'a, T: Float> DirForward<'a, T> {
         }
     }
 
+    /// Whether a step is one recurrent product, then the pointwise pass (and for a projected
+    /// LSTM the projection): all but a reset-before GRU, whose second product needs the
+    /// first pass's output.
+    pub(super) fn single_product(&self) -> bool {
+        self.spec.cell != (CellKind::Gru { reset_after: false })
+    }
+
+    /// The (entry, exit) tape positions of step `t`.
+    pub(super) fn positions(&self, t: usize) -> (usize, usize) {
+        let (s, positions) = (self.spec, self.tape.positions);
+        (s.entry(t) % positions, s.exit(t) % positions)
+    }
+
     /// One step for all rows: the recurrent product(s) and the pointwise pass(es).
     fn step(&mut self, t: usize, entry: usize, exit: usize) {
+        if !self.single_product() {
+            self.step_reset_before(t, entry, exit);
+            return;
+        }
+        let s = self.spec;
+        let (b, hout) = (s.batch, s.hout);
+        let h_prev = &self.tape.h[block(entry, b, hout)];
+        let (target, beta) = product_target(&s, t, self.tape.gates, self.products);
+        step_product(
+            (self.arch, self.par),
+            MatRef::row_major(h_prev, b, hout, hout),
+            self.step.first,
+            beta,
+            target,
+            &mut self.scratch,
+        );
+        self.pointwise(t, entry, exit);
+    }
+
+    /// The pointwise pass of a single-product step (its product is in the gates or, for a
+    /// GRU, in `products`), and a projected LSTM's projection.
+    pub(super) fn pointwise(&mut self, t: usize, entry: usize, exit: usize) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
         let (arch, w, step) = (self.arch, self.w, self.step);
-        let run = (arch, self.par);
-        let sc = &mut self.scratch;
         let gates = &mut self.tape.gates[t * b * gh..(t + 1) * b * gh];
         let (h_prev, h_next) = read_write(self.tape.h, b * hout, entry, exit);
-        let slot = if self.tape.extra_slots > 0 {
-            t % self.tape.extra_slots
-        } else {
-            0
-        };
-        let extra: &mut [T] = if self.tape.extra.is_empty() {
-            &mut []
-        } else {
-            &mut self.tape.extra[block(slot, b, h)]
-        };
-        let h_prev_m = MatRef::row_major(h_prev, b, hout, hout);
+        let extra = extra_slot(self.tape.extra, self.tape.extra_slots, t, (b, h));
         match s.cell {
             CellKind::Rnn(nonlinearity) => {
-                step_product(run, h_prev_m, step.first, T::ONE, gates, sc);
                 let pass = RnnFwdPointwise {
                     gates: rows_mut(gates, b, gh),
                     bias: w.bias,
@@ -149,7 +198,6 @@ impl<'a, T: Float> DirForward<'a, T> {
                 rnn_fwd_pointwise(arch, pass);
             }
             CellKind::Lstm => {
-                step_product(run, h_prev_m, step.first, T::ONE, gates, sc);
                 let (c_prev, c_next) = read_write(self.tape.c, b * h, entry, exit);
                 // A projected LSTM keeps o*tanh(c) in `extra` and projects it into h.
                 let m: &mut [T] = if s.proj > 0 {
@@ -167,21 +215,19 @@ impl<'a, T: Float> DirForward<'a, T> {
                 lstm_fwd_pointwise(arch, pass);
                 if let (true, Some(w_hr)) = (s.proj > 0, step.second) {
                     step_product(
-                        run,
+                        (arch, self.par),
                         MatRef::row_major(&*extra, b, h, h),
                         w_hr,
                         T::ZERO,
                         h_next,
-                        sc,
+                        &mut self.scratch,
                     );
                 }
             }
-            CellKind::Gru { reset_after: true } => {
-                let hidden = &mut self.products[..b * gh];
-                step_product(run, h_prev_m, step.first, T::ZERO, hidden, sc);
+            CellKind::Gru { .. } => {
                 let pass = GruFwdPointwise {
                     gates: rows_mut(gates, b, gh),
-                    hidden_gates: rows(hidden, b, gh),
+                    hidden_gates: rows(&self.products[..b * gh], b, gh),
                     bias: w.bias,
                     bias_hn: w.bias_hn,
                     h_prev: rows(h_prev, b, h),
@@ -190,42 +236,54 @@ impl<'a, T: Float> DirForward<'a, T> {
                 };
                 gru_fwd_pointwise(arch, pass);
             }
-            CellKind::Gru { reset_after: false } => {
-                let (hidden_rz, rest) = self.products.split_at_mut(b * 2 * h);
-                let hidden_n = &mut rest[..b * h];
-                step_product(run, h_prev_m, step.first, T::ZERO, hidden_rz, sc);
-                let pass = GruFwdPointwiseGates {
-                    gates: rows_mut(gates, b, gh),
-                    hidden_gates: rows(hidden_rz, b, 2 * h),
-                    bias: w.bias,
-                    h_prev: rows(h_prev, b, h),
-                    rh: rows_mut(extra, b, h),
-                };
-                gru_fwd_pointwise_gates(arch, pass);
-                let w_hn = step.second.expect("packed for a reset-before GRU");
-                step_product(
-                    run,
-                    MatRef::row_major(&*extra, b, h, h),
-                    w_hn,
-                    T::ZERO,
-                    hidden_n,
-                    sc,
-                );
-                let pass = GruFwdPointwiseOut {
-                    gates: rows_mut(gates, b, gh),
-                    hidden_n: rows(hidden_n, b, h),
-                    bias: w.bias,
-                    bias_hn: w.bias_hn,
-                    h_prev: rows(h_prev, b, h),
-                    h: rows_mut(h_next, b, h),
-                };
-                gru_fwd_pointwise_out(arch, pass);
-            }
         }
     }
 
+    /// A reset-before GRU's step: the r, z product and pass, then `(r*h) W_hn^T` and the
+    /// output pass.
+    fn step_reset_before(&mut self, t: usize, entry: usize, exit: usize) {
+        let s = self.spec;
+        let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
+        let (arch, w, step) = (self.arch, self.w, self.step);
+        let run = (arch, self.par);
+        let sc = &mut self.scratch;
+        let gates = &mut self.tape.gates[t * b * gh..(t + 1) * b * gh];
+        let (h_prev, h_next) = read_write(self.tape.h, b * hout, entry, exit);
+        let extra = extra_slot(self.tape.extra, self.tape.extra_slots, t, (b, h));
+        let h_prev_m = MatRef::row_major(h_prev, b, hout, hout);
+        let (hidden_rz, rest) = self.products.split_at_mut(b * 2 * h);
+        let hidden_n = &mut rest[..b * h];
+        step_product(run, h_prev_m, step.first, T::ZERO, hidden_rz, sc);
+        let pass = GruFwdPointwiseGates {
+            gates: rows_mut(gates, b, gh),
+            hidden_gates: rows(hidden_rz, b, 2 * h),
+            bias: w.bias,
+            h_prev: rows(h_prev, b, h),
+            rh: rows_mut(extra, b, h),
+        };
+        gru_fwd_pointwise_gates(arch, pass);
+        let w_hn = step.second.expect("packed for a reset-before GRU");
+        step_product(
+            run,
+            MatRef::row_major(&*extra, b, h, h),
+            w_hn,
+            T::ZERO,
+            hidden_n,
+            sc,
+        );
+        let pass = GruFwdPointwiseOut {
+            gates: rows_mut(gates, b, gh),
+            hidden_n: rows(hidden_n, b, h),
+            bias: w.bias,
+            bias_hn: w.bias_hn,
+            h_prev: rows(h_prev, b, h),
+            h: rows_mut(h_next, b, h),
+        };
+        gru_fwd_pointwise_out(arch, pass);
+    }
+
     /// Padding steps leave a sequence's state as it was.
-    fn hold_padding(&mut self, t: usize, entry: usize, exit: usize) {
+    pub(super) fn hold_padding(&mut self, t: usize, entry: usize, exit: usize) {
         let s = self.spec;
         if !self.masks.any_inactive(t) {
             return;
@@ -248,7 +306,7 @@ impl<'a, T: Float> DirForward<'a, T> {
     }
 
     /// Step `t`'s outputs: the new h, or zeros at padding.
-    fn write_outputs(&mut self, t: usize, exit: usize) {
+    pub(super) fn write_outputs(&mut self, t: usize, exit: usize) {
         let (b, hout) = (self.spec.batch, self.spec.hout);
         let h_next = &self.tape.h[block(exit, b, hout)];
         let y = &mut self.y[block(t, b, hout)];

@@ -12,8 +12,10 @@
 pub(crate) mod backward;
 pub(crate) mod driver;
 pub(crate) mod forward;
+pub(crate) mod forward_team;
 pub(crate) mod plan;
 pub(crate) mod products;
+pub(crate) mod team;
 
 use fused_rnn_kernels::gemm::packed::PackedRef;
 use fused_rnn_kernels::{CellKind, Float, MatRef, Rows, RowsMut};

@@ -37,6 +37,14 @@ pub(crate) fn gemm_threads(par: Parallelism) -> usize {
     }
 }
 
+/// Threads that can share a step's product: the pool's, or one when sequential.
+pub(crate) fn pool_threads(par: Parallelism) -> usize {
+    match par {
+        Parallelism::Sequential => 1,
+        Parallelism::Rayon => rayon::current_num_threads(),
+    }
+}
+
 /// Scratch of a step product: `gemm_packed`'s for A (or A's transpose when split), and the
 /// staging of a split product's column ranges (`rows * n`).
 #[derive(Debug)]
@@ -50,8 +58,9 @@ pub(crate) struct StepScratch<'a, T> {
 /// A batch chunk of 8 or more rows is one product. Fewer rows (a small batch, where the
 /// chunks cannot split the work) are split into ranges of panels of W, each computed into
 /// its own part of `staging` (on the pool's threads when parallel) and then copied or added
-/// into C. Whether to split depends only on the shape, and each column range is computed
-/// with the same arithmetic as in the whole product.
+/// into C. Each column range is computed with the same arithmetic as in the whole product,
+/// so whether to split (by the shape, and never on one thread, where splitting only costs)
+/// does not change a bit of the result.
 pub(crate) fn step_product<T: Float>(
     (arch, par): (Arch, Parallelism),
     a: MatRef<'_, T>,
@@ -62,7 +71,7 @@ pub(crate) fn step_product<T: Float>(
 ) {
     let (rows, k, n) = (a.rows(), a.cols(), w.n());
     let panels = w.panel_count();
-    if !splits_columns(rows, k, n) || panels < 2 {
+    if !splits_columns(rows, k, n) || panels < 2 || pool_threads(par) == 1 {
         gemm_packed(
             arch,
             a,
@@ -73,39 +82,66 @@ pub(crate) fn step_product<T: Float>(
         );
         return;
     }
-    // Each range reads A column by column, so transpose it once (a single row already is).
-    let a_cm = if rows == 1 {
-        a
-    } else {
-        let t = &mut scratch.a[..rows * k];
-        for r in 0..rows {
-            for (kk, &v) in a.row(r).iter().enumerate() {
-                t[kk * rows + r] = v;
-            }
-        }
-        MatRef::new(&*t, rows, k, 1, rows)
-    };
+    let a_cm = columns_view(a, scratch.a);
     let per = panels.div_ceil(16);
     let block = rows * per * panel_width::<T>();
     let staging = &mut scratch.staging[..rows * n];
-    let range = |(i, out): (usize, &mut [T])| {
-        let part = w.panels(i * per..((i + 1) * per).min(panels));
-        let cols = part.n();
-        gemm_packed(
-            arch,
-            a_cm,
-            part,
-            T::ZERO,
-            MatMut::row_major(&mut out[..rows * cols], rows, cols, cols),
-            &mut [],
-        );
-    };
+    let range = |(i, out): (usize, &mut [T])| part_product(arch, a_cm, w, per, i, out);
     match par {
         Parallelism::Sequential => staging.chunks_mut(block).enumerate().for_each(range),
         Parallelism::Rayon => staging.par_chunks_mut(block).enumerate().for_each(range),
     }
-    for (i, part) in staging.chunks(block).enumerate() {
-        let (col0, cols) = (i * per * panel_width::<T>(), part.len() / rows);
+    gather_parts(staging.chunks(block), (rows, n), beta, c);
+}
+
+/// A as the column ranges of a split product read it: column by column, so a single row
+/// as it is, more rows transposed once into `buf`.
+pub(crate) fn columns_view<'a, T: Float>(a: MatRef<'a, T>, buf: &'a mut [T]) -> MatRef<'a, T> {
+    let (rows, k) = (a.rows(), a.cols());
+    if rows == 1 {
+        return a;
+    }
+    let t = &mut buf[..rows * k];
+    for r in 0..rows {
+        for (kk, &v) in a.row(r).iter().enumerate() {
+            t[kk * rows + r] = v;
+        }
+    }
+    MatRef::new(&*t, rows, k, 1, rows)
+}
+
+/// Part `i` of a split product (panels `i * per..` of W) into `out`, `[rows][cols]`.
+pub(crate) fn part_product<T: Float>(
+    arch: Arch,
+    a_cm: MatRef<'_, T>,
+    w: PackedRef<'_, T>,
+    per: usize,
+    i: usize,
+    out: &mut [T],
+) {
+    let part = w.panels(i * per..((i + 1) * per).min(w.panel_count()));
+    let (rows, cols) = (a_cm.rows(), part.n());
+    gemm_packed(
+        arch,
+        a_cm,
+        part,
+        T::ZERO,
+        MatMut::row_major(&mut out[..rows * cols], rows, cols, cols),
+        &mut [],
+    );
+}
+
+/// Copies (`beta` 0) or adds (`beta` 1) the parts of a split product, in column order, each
+/// `[rows][cols]`, into C (`[rows][n]`).
+pub(crate) fn gather_parts<'p, T: Float>(
+    parts: impl Iterator<Item = &'p [T]>,
+    (rows, n): (usize, usize),
+    beta: T,
+    c: &mut [T],
+) {
+    let mut col0 = 0;
+    for part in parts {
+        let cols = part.len() / rows;
         for r in 0..rows {
             let (dst, src) = (
                 &mut c[r * n + col0..r * n + col0 + cols],
@@ -119,5 +155,6 @@ pub(crate) fn step_product<T: Float>(
                 }
             }
         }
+        col0 += cols;
     }
 }

@@ -305,6 +305,10 @@ impl<T: Float> WithSimd for Product<'_, '_, T> {
     }
 }
 
+/// Accumulator sets of a single-row tile (alone or in [`Tile::run_pair`]); with two rows or
+/// fewer registers per step, see [`Tile::run`].
+const PAIR_SETS: usize = 2;
+
 /// Rows of A as the microkernel reads them: step by step, element (r, kk) at
 /// `data[kk * cs + r]`, or row by row at the packed stride, `data[r * PACK_LD + kk]`.
 #[derive(Clone, Copy)]
@@ -372,41 +376,65 @@ impl<T: Float> Product<'_, '_, T> {
                         }
                     }
                 };
-                for p in 0..n.div_ceil(nr) {
+                let subs_per_panel = nr.div_ceil(sub);
+                // The tile of sub-panel `j` (`subs_per_panel` per panel), rows 0.. of the block.
+                let tile_at = |j: usize| -> Option<Tile<'_, S, T>> {
+                    let (p, s0) = (j / subs_per_panel, j % subs_per_panel * sub);
+                    let col0 = p * nr + s0;
+                    if col0 >= n {
+                        return None;
+                    }
                     let (regs, _) = T::v_split::<S>(w.panel(p));
-                    for s0 in (0..nr).step_by(sub) {
-                        let col0 = p * nr + s0;
-                        if col0 >= n {
-                            break;
+                    Some(Tile {
+                        block: panel_of(0, MR),
+                        regs,
+                        k0,
+                        k1,
+                        r: 0,
+                        row0: m0,
+                        col0,
+                        width: sub.min(n - col0),
+                        sub_reg: s0 / lanes,
+                        regs_per_row: nr / lanes,
+                    })
+                };
+                let tiles = n.div_ceil(nr) * subs_per_panel;
+                if rows == 1 {
+                    // One row streams W once with only NV FMAs per step: two sub-panels at a
+                    // time keep two streams of W in flight (the step product at batch 1).
+                    for j in (0..tiles).step_by(2) {
+                        let block = panel_of(0, 1);
+                        match (tile_at(j), tile_at(j + 1)) {
+                            (Some(a), Some(b)) => Tile { block, ..a }.run_pair::<NV>(
+                                Tile { block, ..b },
+                                s,
+                                beta,
+                                &mut c,
+                            ),
+                            (Some(a), None) => {
+                                Tile { block, ..a }.run::<1, NV>(s, beta, &mut c);
+                            }
+                            _ => {}
                         }
-                        let tile = Tile {
-                            block: panel_of(0, MR),
-                            regs,
-                            k0,
-                            k1,
-                            r: 0,
-                            row0: m0,
-                            col0,
-                            width: sub.min(n - col0),
-                            sub_reg: s0 / lanes,
-                            regs_per_row: nr / lanes,
+                    }
+                    continue;
+                }
+                for tile in (0..tiles).map_while(tile_at) {
+                    for r in (0..full).step_by(MR) {
+                        let t = Tile {
+                            block: panel_of(r, MR),
+                            row0: m0 + r,
+                            ..tile
                         };
-                        for r in (0..full).step_by(MR) {
-                            let t = Tile {
-                                block: panel_of(r, MR),
-                                row0: m0 + r,
-                                ..tile
-                            };
-                            t.run::<MR, NV>(s, beta, &mut c);
-                        }
-                        if full < rows {
-                            let t = Tile {
-                                block: panel_of(full, rows - full),
-                                row0: m0 + full,
-                                ..tile
-                            };
-                            t.run_rows::<NV>(s, rows - full, beta, &mut c);
-                        }
+                        t.run::<MR, NV>(s, beta, &mut c);
+                    }
+                    if full < rows {
+                        let t = Tile {
+                            block: panel_of(full, rows - full),
+                            row0: m0 + full,
+                            ..tile
+                        };
+                        t.run_rows::<NV>(s, rows - full, beta, &mut c);
                     }
                 }
             }
@@ -519,40 +547,77 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         // there are too few accumulators to hide that, so alternate steps go to independent
         // sets, summed at the end.
         match R * NV {
-            0..=2 => self.run_sets::<R, NV, 4>(s, beta, c),
+            0..=2 => self.run_sets::<R, NV, PAIR_SETS>(s, beta, c),
             3..=4 => self.run_sets::<R, NV, 2>(s, beta, c),
             _ => self.run_sets::<R, NV, 1>(s, beta, c),
         }
     }
 
-    /// One step `kk` of the product into `acc`; `ROW`: the block is row-major at
-    /// [`PACK_LD`] (a constant, so each row's address is one displacement). A method, not a
-    /// closure: closures do not inline into the SIMD context (see `crate::lanes`).
+    /// One step of the product into `acc`: `R` values of A from `a` (`a_row` apart) times
+    /// the `NV` registers of W at `w`. Raw pointers, checked once by [`Self::steps`]: with
+    /// 1 or 2 rows there are only 2-4 FMAs per step, and a bounds check per load (the
+    /// indexed form) halved the single-row product's speed (measured).
+    ///
+    /// # Safety
+    /// `w..w + NV` and `a + r * a_row` for `r < R` must be in bounds of live slices.
     #[inline(always)]
-    fn step<const R: usize, const NV: usize, const ROW: bool>(
-        &self,
+    unsafe fn step<const R: usize, const NV: usize>(
         s: S,
-        data: &[T],
-        cs: usize,
-        at0: usize,
-        kk: usize,
+        w: *const V<S, T>,
+        a: *const T,
+        a_row: usize,
         acc: &mut [[V<S, T>; NV]; R],
     ) {
-        let at = at0 + kk * self.regs_per_row;
-        let w_k = &self.regs[at..at + NV];
-        let a_k: [T; R] = if ROW {
-            let rows = &data[self.r * PACK_LD + kk..];
-            core::array::from_fn(|r| rows[r * PACK_LD])
-        } else {
-            let a = &data[kk * cs + self.r..kk * cs + self.r + R];
-            core::array::from_fn(|r| a[r])
-        };
-        for r in 0..R {
-            let x = T::v_splat(s, a_k[r]);
-            for v in 0..NV {
-                acc[r][v] = T::v_mul_add(s, x, w_k[v], acc[r][v]);
+        let a_k: [T; R] = core::array::from_fn(|r| {
+            let at = a.wrapping_add(r * a_row);
+            // SAFETY: the caller guarantees these R elements of A are in bounds.
+            unsafe { *at }
+        });
+        for (acc_r, &a_r) in acc.iter_mut().zip(&a_k) {
+            let x = T::v_splat(s, a_r);
+            for (v, acc_v) in acc_r.iter_mut().enumerate() {
+                let at = w.wrapping_add(v);
+                // SAFETY: the caller guarantees these NV registers of W are in bounds.
+                let w_v = unsafe { *at };
+                *acc_v = T::v_mul_add(s, x, w_v, *acc_v);
             }
         }
+    }
+
+    /// This tile's first register of W and first element of A, with A's (step, row)
+    /// strides and the step count, after checking once every address the steps will read:
+    /// the last step's last register of W and the last step's last row of A. `ROW`: the
+    /// block is row-major at [`PACK_LD`] (a constant, so each row's address is one
+    /// displacement).
+    #[inline(always)]
+    fn pointers<const R: usize, const NV: usize, const ROW: bool>(
+        &self,
+    ) -> (*const V<S, T>, *const T, usize, usize, usize) {
+        let Block { data, cs, .. } = self.block;
+        let len = self.k1 - self.k0;
+        let rpr = self.regs_per_row;
+        let w0 = self.k0 * rpr + self.sub_reg;
+        let (a_step, a_row, a0) = if ROW {
+            (1, PACK_LD, self.r * PACK_LD)
+        } else {
+            (cs, 1, self.r)
+        };
+        let last = len.saturating_sub(1);
+        assert!(
+            w0 + last * rpr + NV <= self.regs.len(),
+            "gemm_packed: W sub-panel out of range"
+        );
+        assert!(
+            a0 + last * a_step + (R - 1) * a_row < data.len(),
+            "gemm_packed: A block out of range"
+        );
+        (
+            self.regs[w0..].as_ptr(),
+            data[a0..].as_ptr(),
+            a_step,
+            a_row,
+            len,
+        )
     }
 
     /// All steps `k0..k1` into the accumulator sets.
@@ -562,19 +627,123 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         s: S,
         sets: &mut [[[V<S, T>; NV]; R]; SETS],
     ) {
-        let Block { data, cs, .. } = self.block;
-        let len = self.k1 - self.k0;
-        let at0 = self.k0 * self.regs_per_row + self.sub_reg;
+        if self.k1 == self.k0 {
+            return;
+        }
+        let rpr = self.regs_per_row;
+        let (w, a, a_step, a_row, len) = self.pointers::<R, NV, ROW>();
         // Steps go in groups of SETS so that each set is indexed by a constant (registers).
         let groups = len / SETS * SETS;
         for kk in (0..groups).step_by(SETS) {
             for (j, acc) in sets.iter_mut().enumerate() {
-                self.step::<R, NV, ROW>(s, data, cs, at0, kk + j, acc);
+                let k = kk + j;
+                let (w_k, a_k) = (w.wrapping_add(k * rpr), a.wrapping_add(k * a_step));
+                // SAFETY: k < len, so both are within the ranges `pointers` checked.
+                unsafe { Self::step::<R, NV>(s, w_k, a_k, a_row, acc) };
             }
         }
-        for kk in groups..len {
-            self.step::<R, NV, ROW>(s, data, cs, at0, kk, &mut sets[0]);
+        for k in groups..len {
+            let (w_k, a_k) = (w.wrapping_add(k * rpr), a.wrapping_add(k * a_step));
+            // SAFETY: as above, k < len.
+            unsafe { Self::step::<R, NV>(s, w_k, a_k, a_row, &mut sets[0]) };
         }
+    }
+
+    /// Step `k` of two single-row tiles (W at `w.0` and `w.1`, `w.2` registers per step)
+    /// against the same row of A. A method, not a closure: closures do not inline into the
+    /// SIMD context (see `crate::lanes`).
+    ///
+    /// # Safety
+    /// Step `k` of both tiles and of A must be in bounds, as [`Self::step`] requires.
+    #[inline(always)]
+    unsafe fn step_pair<const NV: usize>(
+        s: S,
+        (w1, w2, rpr): (*const V<S, T>, *const V<S, T>, usize),
+        (a, a_step, a_row): (*const T, usize, usize),
+        k: usize,
+        first: &mut [[V<S, T>; NV]; 1],
+        second: &mut [[V<S, T>; NV]; 1],
+    ) {
+        let a_k = a.wrapping_add(k * a_step);
+        let (w1_k, w2_k) = (w1.wrapping_add(k * rpr), w2.wrapping_add(k * rpr));
+        // SAFETY: the caller guarantees step k of both tiles is in bounds.
+        unsafe { Self::step::<1, NV>(s, w1_k, a_k, a_row, first) };
+        // SAFETY: as above.
+        unsafe { Self::step::<1, NV>(s, w2_k, a_k, a_row, second) };
+    }
+
+    /// Two single-row tiles (two sub-panels against the same row of A) step by step
+    /// together, each with the arithmetic of [`Self::run`] for one row: the same two
+    /// accumulator sets, so a column's result does not depend on its neighbour.
+    #[inline(always)]
+    fn run_pair<const NV: usize>(self, other: Self, s: S, beta: T, c: &mut MatMut<'_, T>) {
+        let zero = T::v_splat(s, T::ZERO);
+        let mut first = [[[zero; NV]; 1]; PAIR_SETS];
+        let mut second = first;
+        if self.k1 > self.k0 {
+            // Both tiles read the same block of A, so their A pointers and strides agree.
+            let rpr = self.regs_per_row;
+            let (w1, a, a_step, a_row, len) = if self.block.row_major {
+                self.pointers::<1, NV, true>()
+            } else {
+                self.pointers::<1, NV, false>()
+            };
+            let (w2, ..) = if other.block.row_major {
+                other.pointers::<1, NV, true>()
+            } else {
+                other.pointers::<1, NV, false>()
+            };
+            let groups = len / PAIR_SETS * PAIR_SETS;
+            let w = (w1, w2, rpr);
+            for kk in (0..groups).step_by(PAIR_SETS) {
+                for j in 0..PAIR_SETS {
+                    // SAFETY: kk + j < len for both tiles (same k range), within what
+                    // `pointers` checked for each.
+                    unsafe {
+                        Self::step_pair::<NV>(
+                            s,
+                            w,
+                            (a, a_step, a_row),
+                            kk + j,
+                            &mut first[j],
+                            &mut second[j],
+                        )
+                    };
+                }
+            }
+            for k in groups..len {
+                // SAFETY: as above, k < len.
+                unsafe {
+                    Self::step_pair::<NV>(
+                        s,
+                        w,
+                        (a, a_step, a_row),
+                        k,
+                        &mut first[0],
+                        &mut second[0],
+                    )
+                };
+            }
+        }
+        self.store::<1, NV>(s, Self::sum_sets(s, first), beta, c);
+        other.store::<1, NV>(s, Self::sum_sets(s, second), beta, c);
+    }
+
+    /// The accumulator sets added in order.
+    #[inline(always)]
+    fn sum_sets<const R: usize, const NV: usize, const SETS: usize>(
+        s: S,
+        sets: [[[V<S, T>; NV]; R]; SETS],
+    ) -> [[V<S, T>; NV]; R] {
+        let mut acc = sets[0];
+        for set in &sets[1..] {
+            for r in 0..R {
+                for v in 0..NV {
+                    acc[r][v] = T::v_add(s, acc[r][v], set[r][v]);
+                }
+            }
+        }
+        acc
     }
 
     #[inline(always)]
@@ -591,14 +760,19 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         } else {
             self.steps::<R, NV, SETS, false>(s, &mut sets);
         }
-        let mut acc = sets[0];
-        for set in &sets[1..] {
-            for r in 0..R {
-                for v in 0..NV {
-                    acc[r][v] = T::v_add(s, acc[r][v], set[r][v]);
-                }
-            }
-        }
+        self.store::<R, NV>(s, Self::sum_sets(s, sets), beta, c);
+        R
+    }
+
+    /// `C[rows, cols] <- acc + beta C` for this tile's rows and columns.
+    #[inline(always)]
+    fn store<const R: usize, const NV: usize>(
+        &self,
+        s: S,
+        acc: [[V<S, T>; NV]; R],
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) {
         for (r, acc_r) in acc.iter().enumerate() {
             let row = &mut c.row_mut(self.row0 + self.r + r)[self.col0..self.col0 + self.width];
             // Whole registers are plain loads and stores; only a ragged edge goes through
@@ -621,7 +795,6 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
                 T::v_store_partial(s, tail, out);
             }
         }
-        R
     }
 }
 

@@ -1,0 +1,115 @@
+//! The forward time loop of a small batch on several threads: each step's recurrent product
+//! is cut into column pieces that a [`team`](super::team) of the pool's threads computes,
+//! and the thread that completes a step's last piece gathers them and runs the pointwise
+//! pass. The pieces, the gathering and the pass are the computations of the one-thread loop
+//! ([`super::plan::step_product`]'s split), so the results are bitwise the same.
+
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use arrayvec::ArrayVec;
+use fused_rnn_kernels::Float;
+use fused_rnn_kernels::MatRef;
+use fused_rnn_kernels::gemm::packed::panel_width;
+
+use super::forward::{DirForward, product_target};
+use super::plan::{columns_view, gather_parts, part_product, pool_threads};
+use super::team::{MAX_UNITS, run_team};
+use crate::layout::{block, splits_columns};
+
+impl<T: Float> DirForward<'_, T> {
+    /// The pieces per step when a team runs this loop: a single-product step whose product
+    /// is split by columns, and more than one thread to share it. Two pieces per thread let
+    /// an early thread take some of a late one's share.
+    pub(super) fn team_units(&self) -> Option<usize> {
+        let s = self.spec;
+        let (w, threads) = (self.step.first, pool_threads(self.par));
+        let split = splits_columns(s.batch, s.hout, w.n()) && w.panel_count() >= 2;
+        (self.single_product() && split && threads > 1)
+            .then(|| (2 * threads).min(w.panel_count()).min(MAX_UNITS))
+    }
+
+    /// All steps, each product in `units` column pieces (see the module docs).
+    pub(super) fn run_steps_team(&mut self, units: usize) {
+        let s = self.spec;
+        let w = self.step.first;
+        let (rows, n) = (s.batch, w.n());
+        let per = w.panel_count().div_ceil(units);
+        let staging = std::mem::take(&mut self.scratch.staging);
+        let parts: ArrayVec<Mutex<&mut [T]>, MAX_UNITS> = staging[..rows * n]
+            .chunks_mut(rows * per * panel_width::<T>())
+            .map(Mutex::new)
+            .collect();
+        let first = self.open_step(0);
+        let threads = pool_threads(self.par);
+        let me = RwLock::new(self);
+        run_team(
+            threads,
+            first,
+            parts.len(),
+            |k, u| {
+                let me = me.read().unwrap_or_else(PoisonError::into_inner);
+                let mut out = parts[u].lock().unwrap_or_else(PoisonError::into_inner);
+                me.piece(k, u, per, &mut out);
+            },
+            |k| {
+                let mut me = me.write().unwrap_or_else(PoisonError::into_inner);
+                me.close_step(k, &parts);
+                me.open_step(k + 1)
+            },
+        );
+    }
+
+    /// Runs steps `from..` up to the next one with work: a step that is padding for every
+    /// row only holds the state. Then applies that step's resets and, for several rows,
+    /// lays out its A column by column for the pieces. Returns that step, if any.
+    fn open_step(&mut self, from: usize) -> Option<usize> {
+        let s = self.spec;
+        for k in from..s.steps {
+            let t = s.time(k);
+            let (entry, exit) = self.positions(t);
+            if self.masks.all_inactive(t) {
+                self.hold_padding(t, entry, exit);
+                self.write_outputs(t, exit);
+                continue;
+            }
+            self.apply_resets(t, entry);
+            if s.batch > 1 {
+                let h_prev = &self.tape.h[block(entry, s.batch, s.hout)];
+                let a = MatRef::row_major(h_prev, s.batch, s.hout, s.hout);
+                columns_view(a, self.scratch.a);
+            }
+            return Some(k);
+        }
+        None
+    }
+
+    /// Piece `u` of step `k`'s product (panels `u * per..` of the weights) into `out`.
+    fn piece(&self, k: usize, u: usize, per: usize, out: &mut [T]) {
+        let s = self.spec;
+        let (rows, hout) = (s.batch, s.hout);
+        let a_cm = if rows == 1 {
+            let (entry, _) = self.positions(s.time(k));
+            MatRef::row_major(&self.tape.h[block(entry, 1, hout)], 1, hout, hout)
+        } else {
+            MatRef::new(&self.scratch.a[..rows * hout], rows, hout, 1, rows)
+        };
+        part_product(self.arch, a_cm, self.step.first, per, u, out);
+    }
+
+    /// Gathers step `k`'s pieces into the product's target and runs the rest of the step.
+    fn close_step(&mut self, k: usize, parts: &[Mutex<&mut [T]>]) {
+        let s = self.spec;
+        let t = s.time(k);
+        let (entry, exit) = self.positions(t);
+        let (target, beta) = product_target(&s, t, self.tape.gates, self.products);
+        let pieces: ArrayVec<_, MAX_UNITS> = parts
+            .iter()
+            .map(|p| p.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        let n = self.step.first.n();
+        gather_parts(pieces.iter().map(|p| &***p), (s.batch, n), beta, target);
+        self.pointwise(t, entry, exit);
+        self.hold_padding(t, entry, exit);
+        self.write_outputs(t, exit);
+    }
+}
