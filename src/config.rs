@@ -20,8 +20,9 @@ pub enum SeqLayout {
 pub enum Parallelism {
     /// One thread.
     Sequential,
-    /// The current rayon pool. Work is cut into chunks that depend only on the shapes, and
-    /// reductions run in a fixed order, so results are bitwise the same for any thread count.
+    /// The current rayon pool. Sums are cut only by the shapes (batch chunks), never split
+    /// across threads, and reductions run in a fixed order, so results are bitwise the same
+    /// for any thread count.
     #[default]
     Rayon,
 }

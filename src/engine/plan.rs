@@ -1,8 +1,10 @@
 //! How work is cut and run: tasks over directions and batch chunks, and the per-step product
 //! that small batches split by columns.
 //!
-//! Every cut depends only on the shapes (see [`crate::layout`]); `Parallelism::Sequential`
-//! runs the same pieces in order, so results are bitwise the same for any thread count.
+//! Every cut that could change a result depends only on the shapes (see [`crate::layout`]);
+//! the column split of a small batch's step product also depends on the threads (none on
+//! one thread), but computes every column exactly as the whole product does, so results are
+//! bitwise the same for any thread count.
 
 use rayon::prelude::*;
 
