@@ -22,8 +22,9 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use ::safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use ::safetensors::tensor::{Dtype, TensorView};
 
+use crate::checkpoint::Checkpoint;
 use crate::config::{CellKind, Config, Nonlinearity};
 use crate::error::Error;
 use crate::params::Params;
@@ -47,25 +48,8 @@ pub fn load_params<T: Float>(
     bytes: &[u8],
     expected: Option<&Config>,
 ) -> Result<(Config, Params<T>), Error> {
-    let file = SafeTensors::deserialize(bytes)
-        .map_err(|e| format(format!("not a valid safetensors file: {e}")))?;
-    let metadata = SafeTensors::read_metadata(bytes)
-        .map_err(|e| format(format!("not a valid safetensors file: {e}")))?
-        .1
-        .metadata()
-        .clone()
-        .unwrap_or_default();
-    let mut tensors = Vec::new();
-    for name in file.names() {
-        let view = file
-            .tensor(name)
-            .map_err(|e| format(format!("{name}: {e}")))?;
-        tensors.push((
-            name.to_string(),
-            view.shape().to_vec(),
-            to_floats::<T>(name, &view)?,
-        ));
-    }
+    // One reader of safetensors bytes for the crate: the checkpoint's.
+    let Checkpoint { tensors, metadata } = Checkpoint::from_bytes(bytes)?;
     let config = match expected {
         Some(config) => config.clone(),
         None => infer_config(&tensors, metadata.get(CONFIG_KEY))?,
