@@ -30,10 +30,25 @@ proptest! {
 /// Shapes that take the parallel paths: several batch chunks (B >= 16) and, for small
 /// batches, step products split by columns (G*H of at least two 32-wide panels).
 fn chunked_config_and_shape() -> impl Strategy<Value = (fused_rnn::Config, fused_rnn::SeqShape)> {
+    config_and_shape_from(vec![1, 2, 7, 16, 17, 24, 33], vec![16, 17, 33])
+}
+
+/// Shapes whose steps fuse the pointwise pass into the product, block by block (chunks of
+/// 8 to 16 rows, H a multiple of the 32-wide f32 panel; 160 units make several blocks and
+/// a short last one in f32 and in f64).
+fn fused_config_and_shape() -> impl Strategy<Value = (fused_rnn::Config, fused_rnn::SeqShape)> {
+    config_and_shape_from(vec![8, 9, 16, 17, 33], vec![32, 64, 160])
+}
+
+/// Any cell and layout on one of `batches` and `hiddens`.
+fn config_and_shape_from(
+    batches: Vec<usize>,
+    hiddens: Vec<usize>,
+) -> impl Strategy<Value = (fused_rnn::Config, fused_rnn::SeqShape)> {
     use fused_rnn::{CellKind, Config, SeqLayout, SeqShape};
     let cells = prop::sample::select(CellKind::ALL.to_vec());
-    let batches = prop::sample::select(vec![1usize, 2, 7, 16, 17, 24, 33]);
-    let hiddens = prop::sample::select(vec![16usize, 17, 33]);
+    let batches = prop::sample::select(batches);
+    let hiddens = prop::sample::select(hiddens);
     (
         cells,
         batches,
@@ -69,6 +84,19 @@ proptest! {
     #[test]
     fn chunked_and_split_paths_match_reference(
         (config, shape) in chunked_config_and_shape(),
+        seed in any::<u64>(),
+        lengths in any::<bool>(),
+        resets in any::<bool>(),
+    ) {
+        let case = Case::random(config, shape, seed, lengths, resets);
+        let want = run_reference(&case);
+        compare(&run_ours::<f64>(&case), &want, (1e-12, 1e-10))?;
+        compare(&run_ours::<f32>(&case), &want, (2e-5, 1e-4))?;
+    }
+
+    #[test]
+    fn fused_steps_match_reference(
+        (config, shape) in fused_config_and_shape(),
         seed in any::<u64>(),
         lengths in any::<bool>(),
         resets in any::<bool>(),

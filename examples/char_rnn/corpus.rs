@@ -61,6 +61,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/pointwise/rnn.rs"),
     ),
     (
+        "kernels/src/pointwise/units_tests.rs",
+        include_str!("../../kernels/src/pointwise/units_tests.rs"),
+    ),
+    (
         "kernels/src/reference/gemm.rs",
         include_str!("../../kernels/src/reference/gemm.rs"),
     ),
@@ -120,6 +124,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "src/engine/forward.rs",
         include_str!("../../src/engine/forward.rs"),
+    ),
+    (
+        "src/engine/forward_fused.rs",
+        include_str!("../../src/engine/forward_fused.rs"),
     ),
     (
         "src/engine/forward_team.rs",

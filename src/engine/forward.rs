@@ -6,12 +6,14 @@
 //! positions and T extra slots (see [`crate::layout`]); an inference tape keeps 2 positions
 //! and 1 slot, indexed modulo their count.
 
+use std::ops::Range;
+
 use fused_rnn_kernels::pointwise::gru::{
-    GruFwdPointwise, GruFwdPointwiseGates, GruFwdPointwiseOut, gru_fwd_pointwise,
-    gru_fwd_pointwise_gates, gru_fwd_pointwise_out,
+    GruFwdPointwise, GruFwdPointwiseGates, GruFwdPointwiseOut, gru_fwd_pointwise_gates,
+    gru_fwd_pointwise_out, gru_fwd_pointwise_units,
 };
-use fused_rnn_kernels::pointwise::lstm::{LstmFwdPointwise, lstm_fwd_pointwise};
-use fused_rnn_kernels::pointwise::rnn::{RnnFwdPointwise, rnn_fwd_pointwise};
+use fused_rnn_kernels::pointwise::lstm::{LstmFwdPointwise, lstm_fwd_pointwise_units};
+use fused_rnn_kernels::pointwise::rnn::{RnnFwdPointwise, rnn_fwd_pointwise_units};
 use fused_rnn_kernels::{Arch, CellKind, Float, MatRef, Rows, RowsMut};
 
 use super::plan::{StepScratch, step_product};
@@ -163,6 +165,10 @@ impl<'a, T: Float> DirForward<'a, T> {
             self.step_reset_before(t, entry, exit);
             return;
         }
+        if self.fuses_steps() {
+            self.step_fused(t, entry, exit);
+            return;
+        }
         let s = self.spec;
         let (b, hout) = (s.batch, s.hout);
         let h_prev = &self.tape.h[block(entry, b, hout)];
@@ -181,9 +187,22 @@ impl<'a, T: Float> DirForward<'a, T> {
     /// The pointwise pass of a single-product step (its product is in the gates or, for a
     /// GRU, in `products`), and a projected LSTM's projection.
     pub(super) fn pointwise(&mut self, t: usize, entry: usize, exit: usize) {
+        self.pointwise_units(t, entry, exit, 0..self.spec.hidden);
+        self.project(t, exit);
+    }
+
+    /// The pointwise pass on hidden units `units` (all of them, or one column block of a
+    /// fused step; see [`super::forward_fused`]).
+    pub(super) fn pointwise_units(
+        &mut self,
+        t: usize,
+        entry: usize,
+        exit: usize,
+        units: Range<usize>,
+    ) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
-        let (arch, w, step) = (self.arch, self.w, self.step);
+        let (arch, w) = (self.arch, self.w);
         let gates = &mut self.tape.gates[t * b * gh..(t + 1) * b * gh];
         let (h_prev, h_next) = read_write(self.tape.h, b * hout, entry, exit);
         let extra = extra_slot(self.tape.extra, self.tape.extra_slots, t, (b, h));
@@ -195,16 +214,12 @@ impl<'a, T: Float> DirForward<'a, T> {
                     nonlinearity,
                     h: rows_mut(h_next, b, hout),
                 };
-                rnn_fwd_pointwise(arch, pass);
+                rnn_fwd_pointwise_units(arch, pass, units);
             }
             CellKind::Lstm => {
                 let (c_prev, c_next) = read_write(self.tape.c, b * h, entry, exit);
                 // A projected LSTM keeps o*tanh(c) in `extra` and projects it into h.
-                let m: &mut [T] = if s.proj > 0 {
-                    &mut *extra
-                } else {
-                    &mut *h_next
-                };
+                let m: &mut [T] = if s.proj > 0 { extra } else { h_next };
                 let pass = LstmFwdPointwise {
                     gates: rows_mut(gates, b, gh),
                     bias: w.bias,
@@ -212,17 +227,7 @@ impl<'a, T: Float> DirForward<'a, T> {
                     c: rows_mut(c_next, b, h),
                     h: rows_mut(m, b, h),
                 };
-                lstm_fwd_pointwise(arch, pass);
-                if let (true, Some(w_hr)) = (s.proj > 0, step.second) {
-                    step_product(
-                        (arch, self.par),
-                        MatRef::row_major(&*extra, b, h, h),
-                        w_hr,
-                        T::ZERO,
-                        h_next,
-                        &mut self.scratch,
-                    );
-                }
+                lstm_fwd_pointwise_units(arch, pass, units);
             }
             CellKind::Gru { .. } => {
                 let pass = GruFwdPointwise {
@@ -234,9 +239,27 @@ impl<'a, T: Float> DirForward<'a, T> {
                     hn: rows_mut(extra, b, h),
                     h: rows_mut(h_next, b, h),
                 };
-                gru_fwd_pointwise(arch, pass);
+                gru_fwd_pointwise_units(arch, pass, units);
             }
         }
+    }
+
+    /// A projected LSTM's `h_t = (o * tanh(c_t)) W_hr^T`, after the pointwise pass.
+    pub(super) fn project(&mut self, t: usize, exit: usize) {
+        let s = self.spec;
+        let (CellKind::Lstm, true, Some(w_hr)) = (s.cell, s.proj > 0, self.step.second) else {
+            return;
+        };
+        let (b, h, hout) = (s.batch, s.hidden, s.hout);
+        let extra = extra_slot(self.tape.extra, self.tape.extra_slots, t, (b, h));
+        step_product(
+            (self.arch, self.par),
+            MatRef::row_major(&*extra, b, h, h),
+            w_hr,
+            T::ZERO,
+            &mut self.tape.h[block(exit, b, hout)],
+            &mut self.scratch,
+        );
     }
 
     /// A reset-before GRU's step: the r, z product and pass, then `(r*h) W_hn^T` and the

@@ -12,19 +12,17 @@ use fused_rnn_kernels::MatRef;
 use fused_rnn_kernels::gemm::packed::panel_width;
 
 use super::forward::{DirForward, product_target};
-use super::plan::{columns_view, gather_parts, part_product, pool_threads};
+use super::plan::{columns_view, gather_parts, part_product, pool_threads, splits_step};
 use super::team::{MAX_UNITS, run_team};
-use crate::layout::{block, splits_columns};
+use crate::layout::block;
 
 impl<T: Float> DirForward<'_, T> {
     /// The pieces per step when a team runs this loop: a single-product step whose product
     /// is split by columns, and more than one thread to share it. Two pieces per thread let
     /// an early thread take some of a late one's share.
     pub(super) fn team_units(&self) -> Option<usize> {
-        let s = self.spec;
         let (w, threads) = (self.step.first, pool_threads(self.par));
-        let split = splits_columns(s.batch, s.hout, w.n()) && w.panel_count() >= 2;
-        (self.single_product() && split && threads > 1)
+        (self.single_product() && splits_step(self.spec.batch, w, self.par))
             .then(|| (2 * threads).min(w.panel_count()).min(MAX_UNITS))
     }
 

@@ -12,6 +12,7 @@
 pub(crate) mod backward;
 pub(crate) mod driver;
 pub(crate) mod forward;
+pub(crate) mod forward_fused;
 pub(crate) mod forward_team;
 pub(crate) mod plan;
 pub(crate) mod products;

@@ -71,9 +71,9 @@ pub(crate) fn step_product<T: Float>(
     c: &mut [T],
     scratch: &mut StepScratch<'_, T>,
 ) {
-    let (rows, k, n) = (a.rows(), a.cols(), w.n());
+    let (rows, n) = (a.rows(), w.n());
     let panels = w.panel_count();
-    if !splits_columns(rows, k, n) || panels < 2 || pool_threads(par) == 1 {
+    if !splits_step(rows, w, par) {
         gemm_packed(
             arch,
             a,
@@ -94,6 +94,12 @@ pub(crate) fn step_product<T: Float>(
         Parallelism::Rayon => staging.par_chunks_mut(block).enumerate().for_each(range),
     }
     gather_parts(staging.chunks(block), (rows, n), beta, c);
+}
+
+/// Whether a step product of `rows` rows against `w` is split into column ranges shared by
+/// the pool's threads (see [`step_product`]).
+pub(crate) fn splits_step<T: Float>(rows: usize, w: PackedRef<'_, T>, par: Parallelism) -> bool {
+    splits_columns(rows, w.k(), w.n()) && w.panel_count() >= 2 && pool_threads(par) > 1
 }
 
 /// A as the column ranges of a split product read it: column by column, so a single row

@@ -13,9 +13,11 @@
 //! [`gru_bwd_pointwise_out`] (daz, dan, `dh*z`), the GEMM `d(r*h) = dan W_hn`, then
 //! [`gru_bwd_pointwise_gates`] (dar and `d(r*h)*r` into dh_prev).
 
+use core::ops::Range;
+
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{check_shape, split_gates, split_gates_mut};
+use super::{UnitPass, Units, check_shape, check_units, split_gates, split_gates_mut};
 use crate::float::Float;
 use crate::lane_map;
 use crate::lanes::Lanes;
@@ -65,18 +67,34 @@ impl<T> GruFwdPointwise<'_, T> {
 impl<T: Float> WithSimd for GruFwdPointwise<'_, T> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(mut self, s: S) {
+    fn with_simd<S: Simd>(self, s: S) {
+        let (_, h) = self.check();
+        self.run_units(s, 0..h)
+    }
+}
+
+impl<T: Float> UnitPass for GruFwdPointwise<'_, T> {
+    fn hidden(&self) -> usize {
+        self.check().1
+    }
+    #[inline(always)]
+    fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
         let (rows, h) = self.check();
         let l = Lanes::<S, T>::new(s);
-        let [br, bz, bn] = split_gates::<3, T>(self.bias, h);
+        let u = units;
+        let [br, bz, bn] = split_gates::<3, T>(self.bias, h).map(|b| &b[u.clone()]);
+        let bias_hn = &self.bias_hn[u.clone()];
         for row in 0..rows {
-            let [gr, gz, gn] = split_gates_mut::<3, T>(self.gates.row_mut(row), h);
-            let [hr, hz, hn_raw] = split_gates::<3, T>(self.hidden_gates.row(row), h);
-            let (hn, h) = (self.hn.row_mut(row), self.h.row_mut(row));
-            let h_prev = self.h_prev.row(row);
+            let [gr, gz, gn] =
+                split_gates_mut::<3, T>(self.gates.row_mut(row), h).map(|g| &mut g[u.clone()]);
+            let [hr, hz, hn_raw] =
+                split_gates::<3, T>(self.hidden_gates.row(row), h).map(|g| &g[u.clone()]);
+            let hn = &mut self.hn.row_mut(row)[u.clone()];
+            let h = &mut self.h.row_mut(row)[u.clone()];
+            let h_prev = &self.h_prev.row(row)[u.clone()];
             lane_map!(
                 l,
-                [br, bz, bn, self.bias_hn, hr, hz, hn_raw, h_prev],
+                [br, bz, bn, bias_hn, hr, hz, hn_raw, h_prev],
                 [gr, gz, gn, hn, h],
                 |[br, bz, bn, bhn, hr, hz, hn_raw, h_prev], [ar, az, an, _, _]| {
                     let r = l.sigmoid(l.add(l.add(ar, hr), br));
@@ -99,6 +117,22 @@ impl<T: Float> WithSimd for GruFwdPointwise<'_, T> {
 pub fn gru_fwd_pointwise<T: Float>(arch: Arch, args: GruFwdPointwise<'_, T>) {
     args.check();
     arch.dispatch(args)
+}
+
+/// [`gru_fwd_pointwise`] on hidden units `units` only (their columns in each gate block, of
+/// `hn` and of h); the other units' outputs are left as they are. Running it on ranges
+/// that cover `0..H` gives bitwise what one whole pass gives.
+///
+/// # Panics
+/// If the views disagree in shape or `units` is not within `0..H`.
+#[track_caller]
+pub fn gru_fwd_pointwise_units<T: Float>(
+    arch: Arch,
+    args: GruFwdPointwise<'_, T>,
+    units: Range<usize>,
+) {
+    check_units("gru fwd", &units, args.hidden());
+    arch.dispatch(Units { pass: args, units })
 }
 
 /// Arguments of [`gru_bwd_pointwise`] (reset after); B rows, hidden size H.

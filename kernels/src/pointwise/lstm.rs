@@ -7,9 +7,11 @@
 //! Backward recomputes `c'` from the saved gates and `c` with forward's exact operations
 //! (one FMA) instead of reading it, so the state buffers only need the states entering steps.
 
+use core::ops::Range;
+
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{check_shape, split_gates, split_gates_mut};
+use super::{UnitPass, Units, check_shape, check_units, split_gates, split_gates_mut};
 use crate::float::Float;
 use crate::lane_map;
 use crate::lanes::Lanes;
@@ -64,16 +66,32 @@ fn next_cell<S: Simd, T: Float>(
 impl<T: Float> WithSimd for LstmFwdPointwise<'_, T> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(mut self, s: S) {
+    fn with_simd<S: Simd>(self, s: S) {
+        let (_, h) = self.check();
+        self.run_units(s, 0..h)
+    }
+}
+
+impl<T: Float> UnitPass for LstmFwdPointwise<'_, T> {
+    fn hidden(&self) -> usize {
+        self.check().1
+    }
+    #[inline(always)]
+    fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
         let (rows, h) = self.check();
         let l = Lanes::<S, T>::new(s);
-        let [bi, bf, bg, bo] = split_gates::<4, T>(self.bias, h);
+        let u = units;
+        let [bi, bf, bg, bo] = split_gates::<4, T>(self.bias, h).map(|b| &b[u.clone()]);
         for r in 0..rows {
-            let [gi, gf, gg, go] = split_gates_mut::<4, T>(self.gates.row_mut(r), h);
-            let (c, h) = (self.c.row_mut(r), self.h.row_mut(r));
+            let [gi, gf, gg, go] =
+                split_gates_mut::<4, T>(self.gates.row_mut(r), h).map(|g| &mut g[u.clone()]);
+            let (c, h) = (
+                &mut self.c.row_mut(r)[u.clone()],
+                &mut self.h.row_mut(r)[u.clone()],
+            );
             lane_map!(
                 l,
-                [bi, bf, bg, bo, self.c_prev.row(r)],
+                [bi, bf, bg, bo, &self.c_prev.row(r)[u.clone()]],
                 [gi, gf, gg, go, c, h],
                 |[bi, bf, bg, bo, c_prev], [ai, af, ag, ao, _, _]| {
                     let i = l.flush(l.sigmoid(l.add(ai, bi)));
@@ -97,6 +115,22 @@ impl<T: Float> WithSimd for LstmFwdPointwise<'_, T> {
 pub fn lstm_fwd_pointwise<T: Float>(arch: Arch, args: LstmFwdPointwise<'_, T>) {
     args.check();
     arch.dispatch(args)
+}
+
+/// [`lstm_fwd_pointwise`] on hidden units `units` only (their columns in each gate block,
+/// of c and of h); the other units' outputs are left as they are. Running it on ranges
+/// that cover `0..H` gives bitwise what one whole pass gives.
+///
+/// # Panics
+/// If the views disagree in shape or `units` is not within `0..H`.
+#[track_caller]
+pub fn lstm_fwd_pointwise_units<T: Float>(
+    arch: Arch,
+    args: LstmFwdPointwise<'_, T>,
+    units: Range<usize>,
+) {
+    check_units("lstm fwd", &units, args.hidden());
+    arch.dispatch(Units { pass: args, units })
 }
 
 /// Arguments of [`lstm_bwd_pointwise`]; B rows, hidden size H.

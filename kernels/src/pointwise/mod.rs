@@ -14,6 +14,43 @@ pub mod gru;
 pub mod lstm;
 pub mod rnn;
 
+use core::ops::Range;
+
+use pulp::{Simd, WithSimd};
+
+/// A forward pass that can run on a range of hidden units alone: the fused step runs it on
+/// each column block of the recurrent product right after the block is computed, while the
+/// block is still in cache (see `*_fwd_pointwise_units`).
+pub(crate) trait UnitPass {
+    /// Hidden units of the pass (H).
+    fn hidden(&self) -> usize;
+    /// Runs the pass on units `units` of every row (checked by the caller).
+    fn run_units<S: Simd>(self, s: S, units: Range<usize>);
+}
+
+/// A pass on a range of hidden units, dispatched as one SIMD call.
+pub(crate) struct Units<P> {
+    pub pass: P,
+    pub units: Range<usize>,
+}
+
+impl<P: UnitPass> WithSimd for Units<P> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        self.pass.run_units(s, self.units)
+    }
+}
+
+/// Asserts that `units` lies within `0..h` (unit-range argument checks).
+#[track_caller]
+pub(crate) fn check_units(name: &str, units: &Range<usize>, h: usize) {
+    assert!(
+        units.start <= units.end && units.end <= h,
+        "{name}: units {units:?} outside 0..{h}"
+    );
+}
+
 /// Splits a gate row `[G*H]` into its `G` gate blocks of `H`.
 #[inline(always)]
 pub(crate) fn split_gates<const G: usize, T>(row: &[T], h: usize) -> [&[T]; G] {
@@ -39,3 +76,6 @@ pub(crate) fn check_shape(name: &str, rows: usize, cols: usize, want_rows: usize
         "{name}: {rows}x{cols}, expected {want_rows}x{want}"
     );
 }
+
+#[cfg(test)]
+mod units_tests;

@@ -1,9 +1,11 @@
 //! Vanilla RNN pointwise passes: `h' = act(a)` forward, `da = dh * act'(h')` backward, with
 //! act = tanh (`act' = 1 - h'^2`) or relu (`act' = [h' > 0]`, as PyTorch takes it at 0).
 
+use core::ops::Range;
+
 use pulp::{Arch, Simd, WithSimd};
 
-use super::check_shape;
+use super::{UnitPass, Units, check_shape, check_units};
 use crate::cell::Nonlinearity;
 use crate::float::Float;
 use crate::lane_map;
@@ -37,17 +39,30 @@ impl<T> RnnFwdPointwise<'_, T> {
 impl<T: Float> WithSimd for RnnFwdPointwise<'_, T> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(mut self, s: S) {
+    fn with_simd<S: Simd>(self, s: S) {
+        let (_, h) = self.check();
+        self.run_units(s, 0..h)
+    }
+}
+
+impl<T: Float> UnitPass for RnnFwdPointwise<'_, T> {
+    fn hidden(&self) -> usize {
+        self.check().1
+    }
+    #[inline(always)]
+    fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
         let (rows, _) = self.check();
         let l = Lanes::<S, T>::new(s);
+        let bias = &self.bias[units.clone()];
         for r in 0..rows {
-            let (g, h) = (self.gates.row_mut(r), self.h.row_mut(r));
+            let g = &mut self.gates.row_mut(r)[units.clone()];
+            let h = &mut self.h.row_mut(r)[units.clone()];
             match self.nonlinearity {
-                Nonlinearity::Tanh => lane_map!(l, [self.bias], [g, h], |[b], [a, _]| {
+                Nonlinearity::Tanh => lane_map!(l, [bias], [g, h], |[b], [a, _]| {
                     let h = l.flush(l.tanh(l.add(a, b)));
                     [h, h]
                 }),
-                Nonlinearity::Relu => lane_map!(l, [self.bias], [g, h], |[b], [a, _]| {
+                Nonlinearity::Relu => lane_map!(l, [bias], [g, h], |[b], [a, _]| {
                     let h = l.flush(l.relu(l.add(a, b)));
                     [h, h]
                 }),
@@ -64,6 +79,22 @@ impl<T: Float> WithSimd for RnnFwdPointwise<'_, T> {
 pub fn rnn_fwd_pointwise<T: Float>(arch: Arch, args: RnnFwdPointwise<'_, T>) {
     args.check();
     arch.dispatch(args)
+}
+
+/// [`rnn_fwd_pointwise`] on hidden units `units` only; the other units' outputs are left
+/// as they are. Running it on ranges that cover `0..H` gives bitwise what one whole pass
+/// gives.
+///
+/// # Panics
+/// If the views disagree in shape or `units` is not within `0..H`.
+#[track_caller]
+pub fn rnn_fwd_pointwise_units<T: Float>(
+    arch: Arch,
+    args: RnnFwdPointwise<'_, T>,
+    units: Range<usize>,
+) {
+    check_units("rnn fwd", &units, args.hidden());
+    arch.dispatch(Units { pass: args, units })
 }
 
 /// Arguments of [`rnn_bwd_pointwise`]; B rows, hidden size H.
