@@ -41,7 +41,7 @@ fn same_for_every_pool(config: Config, shape: SeqShape, seed: u64) {
         assert!(
             got == reference,
             "{} B={} on {threads} threads differs from sequential",
-            config.cell.name(),
+            format!("{:?}", config.cell),
             shape.batch
         );
     }
@@ -62,6 +62,26 @@ fn bitwise_identical_across_thread_counts() {
             );
         }
     }
+}
+
+/// Small batches with a step product big enough to split (`K * G*H >= 2^17`): with gate
+/// blocks on 32-wide panel boundaries a team of threads runs the steps, each piece owning
+/// hidden units with all their gates (H = 544); otherwise (H = 536) each step is split
+/// across the pool by columns. Both H are past the product's 512-deep K block, so a
+/// product that adds onto C (beta 1) does so block by block.
+#[test]
+fn bitwise_identical_when_small_batch_steps_are_split() {
+    for (i, cell) in CellKind::ALL.into_iter().enumerate() {
+        for hidden in [544, 536] {
+            for batch in [1, 3] {
+                let config = Config::lstm(16, hidden).with_cell(cell);
+                let seed = i as u64 * 100 + hidden as u64 + batch as u64;
+                same_for_every_pool(config, SeqShape::new(4, batch), seed);
+            }
+        }
+    }
+    let projected = Config::lstm(16, 256).with_proj_size(128);
+    same_for_every_pool(projected, SeqShape::new(4, 2), 3);
 }
 
 #[test]

@@ -38,7 +38,12 @@ pub(super) fn product_target<'x, T: Float>(
 }
 
 /// Step `t`'s slot of the tape's extra activations (`[Bc][H]`), or nothing.
-fn extra_slot<T>(extra: &mut [T], slots: usize, t: usize, (b, h): (usize, usize)) -> &mut [T] {
+pub(super) fn extra_slot<T>(
+    extra: &mut [T],
+    slots: usize,
+    t: usize,
+    (b, h): (usize, usize),
+) -> &mut [T] {
     if extra.is_empty() {
         return &mut [];
     }

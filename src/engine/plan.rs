@@ -58,11 +58,12 @@ pub(crate) struct StepScratch<'a, T> {
 /// `C <- A W + beta C` for one step (`beta` is 0 or 1; C is `[rows][n]`, packed rows).
 ///
 /// A batch chunk of 8 or more rows is one product. Fewer rows (a small batch, where the
-/// chunks cannot split the work) are split into ranges of panels of W, each computed into
-/// its own part of `staging` (on the pool's threads when parallel) and then copied or added
-/// into C. Each column range is computed with the same arithmetic as in the whole product,
-/// so whether to split (by the shape, and never on one thread, where splitting only costs)
-/// does not change a bit of the result.
+/// chunks cannot split the work) are split into ranges of panels of W, each computed in its
+/// own part of `staging` (on the pool's threads when parallel) and then copied into C. With
+/// `beta` 1 a part starts from a copy of its columns of C, so that it adds the product's
+/// K blocks onto C in the order the whole product does. Each column range is computed with
+/// the same arithmetic as in the whole product, so whether to split (by the shape, and
+/// never on one thread, where splitting only costs) does not change a bit of the result.
 pub(crate) fn step_product<T: Float>(
     (arch, par): (Arch, Parallelism),
     a: MatRef<'_, T>,
@@ -88,12 +89,18 @@ pub(crate) fn step_product<T: Float>(
     let per = panels.div_ceil(16);
     let block = rows * per * panel_width::<T>();
     let staging = &mut scratch.staging[..rows * n];
-    let range = |(i, out): (usize, &mut [T])| part_product(arch, a_cm, w, per, i, out);
+    let c_in: &[T] = c;
+    let range = |(i, out): (usize, &mut [T])| {
+        if beta != T::ZERO {
+            part_of(c_in, (rows, n), i * per * panel_width::<T>(), out);
+        }
+        part_product(arch, a_cm, w, (per, i), beta, out)
+    };
     match par {
         Parallelism::Sequential => staging.chunks_mut(block).enumerate().for_each(range),
         Parallelism::Rayon => staging.par_chunks_mut(block).enumerate().for_each(range),
     }
-    gather_parts(staging.chunks(block), (rows, n), beta, c);
+    gather_parts(staging.chunks(block), (rows, n), c);
 }
 
 /// Whether a step product of `rows` rows against `w` is split into column ranges shared by
@@ -118,13 +125,14 @@ pub(crate) fn columns_view<'a, T: Float>(a: MatRef<'a, T>, buf: &'a mut [T]) -> 
     MatRef::new(&*t, rows, k, 1, rows)
 }
 
-/// Part `i` of a split product (panels `i * per..` of W) into `out`, `[rows][cols]`.
-pub(crate) fn part_product<T: Float>(
+/// Part `i` of a split product (panels `i * per..` of W) into `out`, `[rows][cols]`:
+/// `out <- A W_part + beta out`.
+fn part_product<T: Float>(
     arch: Arch,
     a_cm: MatRef<'_, T>,
     w: PackedRef<'_, T>,
-    per: usize,
-    i: usize,
+    (per, i): (usize, usize),
+    beta: T,
     out: &mut [T],
 ) {
     let part = w.panels(i * per..((i + 1) * per).min(w.panel_count()));
@@ -133,35 +141,32 @@ pub(crate) fn part_product<T: Float>(
         arch,
         a_cm,
         part,
-        T::ZERO,
+        beta,
         MatMut::row_major(&mut out[..rows * cols], rows, cols, cols),
         &mut [],
     );
 }
 
-/// Copies (`beta` 0) or adds (`beta` 1) the parts of a split product, in column order, each
-/// `[rows][cols]`, into C (`[rows][n]`).
-pub(crate) fn gather_parts<'p, T: Float>(
+/// Copies the columns `col0..` of C (`[rows][n]`) that a part (`[rows][cols]`) covers into it.
+fn part_of<T: Float>(c: &[T], (rows, n): (usize, usize), col0: usize, part: &mut [T]) {
+    let cols = part.len() / rows;
+    for (r, dst) in part.chunks_exact_mut(cols).enumerate() {
+        dst.copy_from_slice(&c[r * n + col0..][..cols]);
+    }
+}
+
+/// Copies the parts of a split product, in column order, each `[rows][cols]`, into C
+/// (`[rows][n]`).
+fn gather_parts<'p, T: Float>(
     parts: impl Iterator<Item = &'p [T]>,
     (rows, n): (usize, usize),
-    beta: T,
     c: &mut [T],
 ) {
     let mut col0 = 0;
     for part in parts {
         let cols = part.len() / rows;
-        for r in 0..rows {
-            let (dst, src) = (
-                &mut c[r * n + col0..r * n + col0 + cols],
-                &part[r * cols..(r + 1) * cols],
-            );
-            if beta == T::ZERO {
-                dst.copy_from_slice(src);
-            } else {
-                for (d, &s) in dst.iter_mut().zip(src) {
-                    *d += s;
-                }
-            }
+        for (r, src) in part.chunks_exact(cols).enumerate() {
+            c[r * n + col0..][..cols].copy_from_slice(src);
         }
         col0 += cols;
     }
