@@ -208,12 +208,12 @@ pub(crate) fn splits_columns(rows: usize, k: usize, n: usize) -> bool {
 
 /// Scratch of one forward task (a direction's chunk of `rows` sequences): a copy of the
 /// initial state (`rows*(Hout + H)`; resets read it all along), the GRU's recurrent products
-/// (`rows*3H`), the step GEMM's scratch, and, for small batches, the staging of a split
-/// product (`rows*G*H`) or of a team's pieces ([`team_staging_len`]).
+/// (`rows*3H`), the step GEMM's scratch, and, for small batches, the staging of the split
+/// product (`rows*G*H`).
 pub(crate) fn fwd_task_len(d: &Dims, rows: usize) -> usize {
     let gru = matches!(d.cell, CellKind::Gru { .. });
     let staging = if rows < 8 {
-        (rows * d.gh().max(d.hout)).max(team_staging_len(d.gates, d.hidden, rows))
+        rows * d.gh().max(d.hout)
     } else {
         0
     };
@@ -221,13 +221,6 @@ pub(crate) fn fwd_task_len(d: &Dims, rows: usize) -> usize {
         + if gru { rows * 3 * d.hidden } else { 0 }
         + step_gemm_len(d, rows)
         + staging
-}
-
-/// The staging of a forward team's pieces (`engine::forward_team`), all pieces together:
-/// per row the input projection plus product (`G*H`), a GRU's separate product (`G*H`),
-/// the state and the output (`2*H`); and the biases of the pieces' units (`G*H`).
-pub(crate) fn team_staging_len(gates: usize, hidden: usize, rows: usize) -> usize {
-    rows * (2 * gates * hidden + 2 * hidden) + gates * hidden
 }
 
 /// Scratch of one backward task: two dL/dh buffers (`2*rows*Hout`), two dL/dc buffers

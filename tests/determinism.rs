@@ -40,8 +40,8 @@ fn same_for_every_pool(config: Config, shape: SeqShape, seed: u64) {
         let got = pool.install(|| bits(&parallel));
         assert!(
             got == reference,
-            "{} B={} on {threads} threads differs from sequential",
-            format!("{:?}", config.cell),
+            "{:?} B={} on {threads} threads differs from sequential",
+            config.cell,
             shape.batch
         );
     }
@@ -64,11 +64,11 @@ fn bitwise_identical_across_thread_counts() {
     }
 }
 
-/// Small batches with a step product big enough to split (`K * G*H >= 2^17`): with gate
-/// blocks on 32-wide panel boundaries a team of threads runs the steps, each piece owning
-/// hidden units with all their gates (H = 544); otherwise (H = 536) each step is split
-/// across the pool by columns. Both H are past the product's 512-deep K block, so a
-/// product that adds onto C (beta 1) does so block by block.
+/// Small batches with a step product big enough to split (`K * G*H >= 2^17`): a team of
+/// threads runs the forward steps in column pieces (a reset-before GRU and the backward
+/// split each step across the pool instead), with gate blocks on 32-wide panel boundaries
+/// (H = 544) and across them (H = 536). Both H are past the product's 512-deep K block, so
+/// a product that adds onto what C holds (beta 1) does so block by block.
 #[test]
 fn bitwise_identical_when_small_batch_steps_are_split() {
     for (i, cell) in CellKind::ALL.into_iter().enumerate() {

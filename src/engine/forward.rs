@@ -38,12 +38,7 @@ pub(super) fn product_target<'x, T: Float>(
 }
 
 /// Step `t`'s slot of the tape's extra activations (`[Bc][H]`), or nothing.
-pub(super) fn extra_slot<T>(
-    extra: &mut [T],
-    slots: usize,
-    t: usize,
-    (b, h): (usize, usize),
-) -> &mut [T] {
+fn extra_slot<T>(extra: &mut [T], slots: usize, t: usize, (b, h): (usize, usize)) -> &mut [T] {
     if extra.is_empty() {
         return &mut [];
     }

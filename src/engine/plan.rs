@@ -127,7 +127,7 @@ pub(crate) fn columns_view<'a, T: Float>(a: MatRef<'a, T>, buf: &'a mut [T]) -> 
 
 /// Part `i` of a split product (panels `i * per..` of W) into `out`, `[rows][cols]`:
 /// `out <- A W_part + beta out`.
-fn part_product<T: Float>(
+pub(crate) fn part_product<T: Float>(
     arch: Arch,
     a_cm: MatRef<'_, T>,
     w: PackedRef<'_, T>,
@@ -148,7 +148,7 @@ fn part_product<T: Float>(
 }
 
 /// Copies the columns `col0..` of C (`[rows][n]`) that a part (`[rows][cols]`) covers into it.
-fn part_of<T: Float>(c: &[T], (rows, n): (usize, usize), col0: usize, part: &mut [T]) {
+pub(crate) fn part_of<T: Float>(c: &[T], (rows, n): (usize, usize), col0: usize, part: &mut [T]) {
     let cols = part.len() / rows;
     for (r, dst) in part.chunks_exact_mut(cols).enumerate() {
         dst.copy_from_slice(&c[r * n + col0..][..cols]);
@@ -157,7 +157,7 @@ fn part_of<T: Float>(c: &[T], (rows, n): (usize, usize), col0: usize, part: &mut
 
 /// Copies the parts of a split product, in column order, each `[rows][cols]`, into C
 /// (`[rows][n]`).
-fn gather_parts<'p, T: Float>(
+pub(crate) fn gather_parts<'p, T: Float>(
     parts: impl Iterator<Item = &'p [T]>,
     (rows, n): (usize, usize),
     c: &mut [T],
