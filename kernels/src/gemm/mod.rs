@@ -505,36 +505,38 @@ mod tests {
         }
     }
 
-    /// A product split over 1 to 4 threads gives the same bits.
+    /// A product split over 1 to 4 threads gives the same bits, for many rows and for a few
+    /// dozen (a short sequence's input projection, cut into parts of one tile or so).
     #[test]
     fn thread_count_does_not_change_bits() {
-        let (m, k, n) = (203, 700, 75);
-        let mut rng = SplitMix::new(8);
-        let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
-        let a = cast::<f32>(&a);
-        let b = cast::<f32>(&b);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let mut c = vec![0.0f32; m * n];
-            pool.install(|| {
-                gemm(
-                    crate::arch(),
-                    0,
-                    MatRef::new(&a, m, k, 1, m),
-                    MatRef::row_major(&b, k, n, n),
-                    0.0,
-                    MatMut::row_major(&mut c, m, n, n),
-                )
-            });
-            c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        };
-        assert!(split::parts(4, split::micro_rows::<f32>(crate::arch()), (m, k, n)) > 1);
-        let one = run(1);
-        for threads in 2..=4 {
-            assert!(run(threads) == one, "{threads} threads");
+        for (m, k, n) in [(203, 700, 75), (25, 512, 96)] {
+            let mut rng = SplitMix::new(8);
+            let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
+            let a = cast::<f32>(&a);
+            let b = cast::<f32>(&b);
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = vec![0.0f32; m * n];
+                pool.install(|| {
+                    gemm(
+                        crate::arch(),
+                        0,
+                        MatRef::new(&a, m, k, 1, m),
+                        MatRef::row_major(&b, k, n, n),
+                        0.0,
+                        MatMut::row_major(&mut c, m, n, n),
+                    )
+                });
+                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert!(split::parts(4, split::micro_rows::<f32>(crate::arch()), (m, k, n)) > 1);
+            let one = run(1);
+            for threads in 2..=4 {
+                assert!(run(threads) == one, "{m}x{k}x{n} on {threads} threads");
+            }
         }
     }
 
