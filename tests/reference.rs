@@ -18,13 +18,17 @@ proptest! {
         lengths in any::<bool>(),
         resets in any::<bool>(),
     ) {
-        let case = Case::random(config, shape, seed, lengths, resets);
-        let want = run_reference(&case);
-        compare(&run_ours::<f64>(&case), &want, (1e-12, 1e-10))?;
-        // f32: every value is O(1) (inputs, weights and incoming gradients are bounded by 1),
-        // but sums over up to ~100 terms round, so allow a few hundred f32 ulps of O(1).
-        compare(&run_ours::<f32>(&case), &want, (2e-5, 1e-4))?;
+        matches_reference(&Case::random(config, shape, seed, lengths, resets))?;
     }
+}
+
+/// Ours in f64 (to 1e-10) and f32 against the f64 reference. f32: every value is O(1)
+/// (inputs, weights and incoming gradients are bounded by 1), but sums over up to ~100
+/// terms round, so allow a few hundred f32 ulps of O(1).
+fn matches_reference(case: &Case) -> Result<(), TestCaseError> {
+    let want = run_reference(case);
+    compare(&run_ours::<f64>(case), &want, (1e-12, 1e-10))?;
+    compare(&run_ours::<f32>(case), &want, (2e-5, 1e-4))
 }
 
 /// Shapes that take the parallel paths: several batch chunks (B >= 16) and, for small
@@ -88,10 +92,7 @@ proptest! {
         lengths in any::<bool>(),
         resets in any::<bool>(),
     ) {
-        let case = Case::random(config, shape, seed, lengths, resets);
-        let want = run_reference(&case);
-        compare(&run_ours::<f64>(&case), &want, (1e-12, 1e-10))?;
-        compare(&run_ours::<f32>(&case), &want, (2e-5, 1e-4))?;
+        matches_reference(&Case::random(config, shape, seed, lengths, resets))?;
     }
 
     #[test]
@@ -101,9 +102,6 @@ proptest! {
         lengths in any::<bool>(),
         resets in any::<bool>(),
     ) {
-        let case = Case::random(config, shape, seed, lengths, resets);
-        let want = run_reference(&case);
-        compare(&run_ours::<f64>(&case), &want, (1e-12, 1e-10))?;
-        compare(&run_ours::<f32>(&case), &want, (2e-5, 1e-4))?;
+        matches_reference(&Case::random(config, shape, seed, lengths, resets))?;
     }
 }

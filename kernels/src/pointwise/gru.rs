@@ -17,7 +17,7 @@ use core::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{UnitPass, Units, check_shape, check_units, split_gates, split_gates_mut};
+use super::{UnitPass, check_shape, run_on_units, split_gates, split_gates_mut};
 use crate::float::Float;
 use crate::lane_map;
 use crate::lanes::Lanes;
@@ -64,15 +64,6 @@ impl<T> GruFwdPointwise<'_, T> {
     }
 }
 
-impl<T: Float> WithSimd for GruFwdPointwise<'_, T> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        let (_, h) = self.check();
-        self.run_units(s, 0..h)
-    }
-}
-
 impl<T: Float> UnitPass for GruFwdPointwise<'_, T> {
     fn hidden(&self) -> usize {
         self.check().1
@@ -115,8 +106,7 @@ impl<T: Float> UnitPass for GruFwdPointwise<'_, T> {
 /// If the views disagree in shape.
 #[track_caller]
 pub fn gru_fwd_pointwise<T: Float>(arch: Arch, args: GruFwdPointwise<'_, T>) {
-    args.check();
-    arch.dispatch(args)
+    run_on_units(arch, "gru fwd", args, None)
 }
 
 /// [`gru_fwd_pointwise`] on hidden units `units` only (their columns in each gate block, of
@@ -131,8 +121,7 @@ pub fn gru_fwd_pointwise_units<T: Float>(
     args: GruFwdPointwise<'_, T>,
     units: Range<usize>,
 ) {
-    check_units("gru fwd", &units, args.hidden());
-    arch.dispatch(Units { pass: args, units })
+    run_on_units(arch, "gru fwd", args, Some(units))
 }
 
 /// Arguments of [`gru_bwd_pointwise`] (reset after); B rows, hidden size H.

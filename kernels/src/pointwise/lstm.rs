@@ -11,7 +11,7 @@ use core::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{UnitPass, Units, check_shape, check_units, split_gates, split_gates_mut};
+use super::{UnitPass, check_shape, run_on_units, split_gates, split_gates_mut};
 use crate::float::Float;
 use crate::lane_map;
 use crate::lanes::Lanes;
@@ -63,15 +63,6 @@ fn next_cell<S: Simd, T: Float>(
     l.flush(l.mul_add(f, c, l.mul(i, g)))
 }
 
-impl<T: Float> WithSimd for LstmFwdPointwise<'_, T> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        let (_, h) = self.check();
-        self.run_units(s, 0..h)
-    }
-}
-
 impl<T: Float> UnitPass for LstmFwdPointwise<'_, T> {
     fn hidden(&self) -> usize {
         self.check().1
@@ -113,8 +104,7 @@ impl<T: Float> UnitPass for LstmFwdPointwise<'_, T> {
 /// If the views disagree in shape.
 #[track_caller]
 pub fn lstm_fwd_pointwise<T: Float>(arch: Arch, args: LstmFwdPointwise<'_, T>) {
-    args.check();
-    arch.dispatch(args)
+    run_on_units(arch, "lstm fwd", args, None)
 }
 
 /// [`lstm_fwd_pointwise`] on hidden units `units` only (their columns in each gate block,
@@ -129,8 +119,7 @@ pub fn lstm_fwd_pointwise_units<T: Float>(
     args: LstmFwdPointwise<'_, T>,
     units: Range<usize>,
 ) {
-    check_units("lstm fwd", &units, args.hidden());
-    arch.dispatch(Units { pass: args, units })
+    run_on_units(arch, "lstm fwd", args, Some(units))
 }
 
 /// Arguments of [`lstm_bwd_pointwise`]; B rows, hidden size H.

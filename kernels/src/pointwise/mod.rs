@@ -3,9 +3,10 @@
 //! Forward, a pass reads a step's gate pre-activations (the input and recurrent products,
 //! biases not yet added), applies the gates and writes the new state and what backward needs.
 //! Backward, it turns dL/dh (and dL/dc) into the gate gradients that the weight GEMMs use.
-//! Every pass is one `WithSimd` struct of checked [`Rows`](crate::Rows) views, run by a safe
-//! function that takes the instruction set; its f64 twin with the same arguments lives at the
-//! same path under [`crate::reference`].
+//! Every pass is one struct of checked [`Rows`](crate::Rows) views, run by a safe function
+//! that takes the instruction set (the forward passes also on a range of hidden units, for
+//! the fused step); its f64 twin with the same arguments lives at the same path under
+//! [`crate::reference`].
 //!
 //! Outputs are flushed to zero below the smallest normal number (see
 //! [`crate::lanes::Lanes::flush`]).
@@ -16,7 +17,7 @@ pub mod rnn;
 
 use core::ops::Range;
 
-use pulp::{Simd, WithSimd};
+use pulp::{Arch, Simd, WithSimd};
 
 /// A forward pass that can run on a range of hidden units alone: the fused step runs it on
 /// each column block of the recurrent product right after the block is computed, while the
@@ -29,9 +30,9 @@ pub(crate) trait UnitPass {
 }
 
 /// A pass on a range of hidden units, dispatched as one SIMD call.
-pub(crate) struct Units<P> {
-    pub pass: P,
-    pub units: Range<usize>,
+struct Units<P> {
+    pass: P,
+    units: Range<usize>,
 }
 
 impl<P: UnitPass> WithSimd for Units<P> {
@@ -42,13 +43,22 @@ impl<P: UnitPass> WithSimd for Units<P> {
     }
 }
 
-/// Asserts that `units` lies within `0..h` (unit-range argument checks).
+/// Runs a forward pass on hidden units `units`, or on all of them, after checking its views
+/// and the range (the body of every `*_fwd_pointwise` and `*_fwd_pointwise_units`).
 #[track_caller]
-pub(crate) fn check_units(name: &str, units: &Range<usize>, h: usize) {
+pub(crate) fn run_on_units<P: UnitPass>(
+    arch: Arch,
+    name: &str,
+    pass: P,
+    units: Option<Range<usize>>,
+) {
+    let h = pass.hidden();
+    let units = units.unwrap_or(0..h);
     assert!(
         units.start <= units.end && units.end <= h,
         "{name}: units {units:?} outside 0..{h}"
     );
+    arch.dispatch(Units { pass, units })
 }
 
 /// Splits a gate row `[G*H]` into its `G` gate blocks of `H`.

@@ -5,7 +5,7 @@ use core::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{UnitPass, Units, check_shape, check_units};
+use super::{UnitPass, check_shape, run_on_units};
 use crate::cell::Nonlinearity;
 use crate::float::Float;
 use crate::lane_map;
@@ -33,15 +33,6 @@ impl<T> RnnFwdPointwise<'_, T> {
         check_shape("rnn fwd gates", self.gates.rows(), self.gates.cols(), b, h);
         check_shape("rnn fwd bias", 1, self.bias.len(), 1, h);
         (b, h)
-    }
-}
-
-impl<T: Float> WithSimd for RnnFwdPointwise<'_, T> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
-        let (_, h) = self.check();
-        self.run_units(s, 0..h)
     }
 }
 
@@ -77,8 +68,7 @@ impl<T: Float> UnitPass for RnnFwdPointwise<'_, T> {
 /// If the views disagree in shape.
 #[track_caller]
 pub fn rnn_fwd_pointwise<T: Float>(arch: Arch, args: RnnFwdPointwise<'_, T>) {
-    args.check();
-    arch.dispatch(args)
+    run_on_units(arch, "rnn fwd", args, None)
 }
 
 /// [`rnn_fwd_pointwise`] on hidden units `units` only; the other units' outputs are left
@@ -93,8 +83,7 @@ pub fn rnn_fwd_pointwise_units<T: Float>(
     args: RnnFwdPointwise<'_, T>,
     units: Range<usize>,
 ) {
-    check_units("rnn fwd", &units, args.hidden());
-    arch.dispatch(Units { pass: args, units })
+    run_on_units(arch, "rnn fwd", args, Some(units))
 }
 
 /// Arguments of [`rnn_bwd_pointwise`]; B rows, hidden size H.
