@@ -88,8 +88,9 @@ impl<T: Float> DirForward<'_, T> {
     }
 
     /// Piece `u` of step `k`'s product (panels `u * per..` of the weights) into `out`, the
-    /// piece's `[rows][cols]` of the staging. Where the product adds onto the input projection (LSTM, RNN), the piece starts from
-    /// a copy of its columns of it, as [`super::plan::step_product`]'s parts do.
+    /// piece's `[rows][cols]` of the staging. Where the product adds onto the input
+    /// projection (LSTM, RNN), the piece starts from a copy of its columns of it, as
+    /// [`super::plan::step_product`]'s parts do.
     fn piece(&self, k: usize, u: usize, per: usize, out: &mut [T]) {
         let s = self.spec;
         let t = s.time(k);
