@@ -17,18 +17,19 @@ use fused_rnn_kernels::Float;
 
 /// Scratch memory for one call at a time, reusable across calls and modules.
 ///
-/// It also keeps the weights of the last module it served prepared for the forward and the
-/// backward pass (see [`crate::prepared`]), so the first call after the parameters change
+/// It also keeps the weights of the last module it served prepared for inference and for
+/// training (see [`crate::prepared`]), so the first call after the parameters change
 /// repacks them, and later calls do not.
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     buf: Vec<T>,
-    /// Per [`Pass`]: which module (id, parameter version) the slot was prepared for.
+    /// Per [`Pass::slot`]: which module (id, parameter version) and pass the slot was
+    /// prepared for.
     prepared: [PreparedSlot<T>; 2],
 }
 
-/// Prepared weights and the (module id, parameter version) they were prepared from.
-type PreparedSlot<T> = (Option<(u64, u64)>, Option<Prepared<T>>);
+/// Prepared weights and the (module id, parameter version, pass) they were prepared for.
+type PreparedSlot<T> = (Option<((u64, u64), Pass)>, Option<Prepared<T>>);
 
 impl<T: Float> Default for Workspace<T> {
     fn default() -> Self {
@@ -71,10 +72,10 @@ impl<T: Float> Workspace<T> {
         if self.buf.len() < len {
             self.buf.resize(len, T::ZERO);
         }
-        let (held, slot) = &mut self.prepared[pass as usize];
-        if *held != Some(key) {
+        let (held, slot) = &mut self.prepared[pass.slot()];
+        if *held != Some((key, pass)) {
             Prepared::fill(slot, config, params, pass);
-            *held = Some(key);
+            *held = Some((key, pass));
         }
         (&mut self.buf[..len], slot.as_ref().expect("filled above"))
     }

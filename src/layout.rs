@@ -262,13 +262,16 @@ pub(crate) fn tasks_len(d: &Dims, per_task: impl Fn(&Dims, usize) -> usize) -> u
 /// The workspace each entry point needs; [`workspace_len`] is their maximum.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WorkspaceLens {
-    /// The layer-0 input in chunk-major order (when it is not already): `T*B*I`.
+    /// The layer-0 input in chunk-major order (when it is not already): `T*B*I`. Backward
+    /// reuses it for dL/dx in chunk-major order once layer 0's weight gradients have read x.
     pub x_cm: usize,
-    /// dL/dx in chunk-major order before it goes out (same condition): `T*B*I`.
-    pub dx_cm: usize,
-    /// Two sets of per-direction layer blocks `2*D*T*B*Hout`: inference layer inputs and
-    /// outputs, training's top-layer outputs, backward's dL/d(layer outputs).
-    pub blocks: usize,
+    /// One set of per-direction layer blocks, `D*T*B*Hout`.
+    pub block_set: usize,
+    /// Sets inference alternates its layer outputs between: `min(L, 2)`.
+    pub infer_sets: usize,
+    /// Sets backward alternates dL/d(layer outputs) between, below the top layer (whose
+    /// dL/dy is read in place): `min(L - 1, 2)`.
+    pub bwd_sets: usize,
     /// Inference tapes, one per direction (see [`TapeLens`]).
     pub infer_tapes: usize,
     /// Backward's per-direction gate gradients `D*T*B*G*H`, plus `D*T*B*H` for the input side
@@ -285,7 +288,6 @@ impl WorkspaceLens {
         } else {
             0
         };
-        let block = d.per_row(d.hout)?;
         let dg = mul(&[d.dirs, d.per_row(d.gh())?])?;
         let d_an = if d.cell == (CellKind::Gru { reset_after: true }) {
             mul(&[d.dirs, d.per_row(d.hidden)?])?
@@ -299,31 +301,28 @@ impl WorkspaceLens {
         };
         Ok(WorkspaceLens {
             x_cm: xi,
-            dx_cm: xi,
-            blocks: mul(&[2, d.dirs, block])?,
+            block_set: mul(&[d.dirs, d.per_row(d.hout)?])?,
+            infer_sets: d.layers.min(2),
+            bwd_sets: d.layers.saturating_sub(1).min(2),
             infer_tapes: mul(&[d.dirs, TapeLens::new(d, false)?.total()?])?,
             bwd_grads: add(&[dg, d_an, dh_all])?,
             fwd_tasks: tasks_len(d, fwd_task_len),
             bwd_tasks: tasks_len(d, bwd_task_len),
         })
     }
-    /// `forward`: x_cm + blocks + inference tapes + forward tasks.
+    /// `forward`: x_cm + its block sets + inference tapes + forward tasks.
     pub fn forward(&self) -> Result<usize, Error> {
-        add(&[self.x_cm, self.blocks, self.infer_tapes, self.fwd_tasks])
+        let sets = mul(&[self.infer_sets, self.block_set])?;
+        add(&[self.x_cm, sets, self.infer_tapes, self.fwd_tasks])
     }
-    /// `forward_train`: x_cm + blocks + forward tasks.
+    /// `forward_train`: x_cm + one block set (the top layer's outputs) + forward tasks.
     pub fn forward_train(&self) -> Result<usize, Error> {
-        add(&[self.x_cm, self.blocks, self.fwd_tasks])
+        add(&[self.x_cm, self.block_set, self.fwd_tasks])
     }
-    /// `backward`: x_cm + dx_cm + blocks + gradients + backward tasks.
+    /// `backward`: x_cm (then dx) + its block sets + gradients + backward tasks.
     pub fn backward(&self) -> Result<usize, Error> {
-        add(&[
-            self.x_cm,
-            self.dx_cm,
-            self.blocks,
-            self.bwd_grads,
-            self.bwd_tasks,
-        ])
+        let sets = mul(&[self.bwd_sets, self.block_set])?;
+        add(&[self.x_cm, sets, self.bwd_grads, self.bwd_tasks])
     }
 }
 

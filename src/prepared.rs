@@ -1,22 +1,32 @@
 //! Weights prepared once per parameter update: the layouts the products want, built from
 //! PyTorch's.
 //!
-//! Every weight a product meets is packed for [`gemm_packed`](fused_rnn_kernels::gemm::packed)
-//! once, instead of on every product:
+//! The weights of the per-step products are packed for
+//! [`gemm_packed`](fused_rnn_kernels::gemm::packed) once, instead of on every step:
 //!
-//! * forward: `W_ih^T` (the input projection `X W_ih^T`), `W_hh^T` (and `W_hn^T` or `W_hr^T`);
-//! * backward: `W_ih` by input block (`dX = dG W_ih`), `W_hh` (and `W_hn` or `W_hr`).
-//! * The biases combined as the pointwise kernels take them.
+//! * inference ([`Pass::Forward`]): `W_ih^T` (the input projection `X W_ih^T`) and `W_hh^T`
+//!   (and `W_hn^T` or `W_hr^T`), kept across calls: repeated inference at the same
+//!   parameters (sampling one step at a time) packs nothing;
+//! * training forward ([`Pass::TrainForward`]): `W_hh^T` (and `W_hn^T` or `W_hr^T`) only;
+//! * backward ([`Pass::Backward`]): `W_hh` (and `W_hn` or `W_hr`) only;
+//! * the biases combined as the pointwise kernels take them.
 //!
-//! They live in the caller's [`Workspace`](crate::Workspace), keyed by the module and the
-//! version of its parameters: the first call after the parameters change repacks them in
-//! place (no allocation after the first time), later calls reuse them. Costs about twice the
-//! parameters' memory per workspace (both passes).
+//! The training passes leave `W_ih` as it is: its products run once per call over all rows,
+//! where [`gemm`](fused_rnn_kernels::gemm()) packs it a slice at a time, the same packing work
+//! as caching it, without a copy of it held through the call. The two training passes share
+//! one slot and repack it in place when the pass changes, which a training loop does once
+//! per pass anyway (its parameters change every update): training holds one packed copy of
+//! the recurrent weights, not four copies of all of them.
+//!
+//! They live in the caller's [`Workspace`](crate::Workspace), keyed by the module, the
+//! version of its parameters and the pass: the first call after a change repacks in place
+//! (no allocation after the first time), later calls reuse them.
 
-use fused_rnn_kernels::gemm::packed::{PackedRef, pack, packed_len};
+use fused_rnn_kernels::gemm::packed::{PackedRef, pack_on, packed_len};
 use fused_rnn_kernels::{CellKind, Float, MatRef};
 
 use crate::config::Config;
+use crate::engine::plan::gemm_threads;
 use crate::engine::{DirSpec, DirWeights, StepWeights, combine_biases, first_gates};
 use crate::params::Params;
 
@@ -29,20 +39,21 @@ pub(crate) struct Packed<T> {
 }
 
 impl<T: Float> Packed<T> {
-    fn new(w: MatRef<'_, T>) -> Self {
-        let (k, n) = (w.rows(), w.cols());
-        let mut data = vec![T::ZERO; packed_len::<T>(k, n)];
-        pack(w, &mut data);
-        Packed { data, k, n }
-    }
-    /// Packs `w` into this buffer, reusing it when the shape is the same.
-    fn refill(slot: &mut Option<Packed<T>>, w: Option<MatRef<'_, T>>) {
-        match (slot.as_mut(), w) {
-            (Some(p), Some(w)) if (p.k, p.n) == (w.rows(), w.cols()) => {
-                pack(w, &mut p.data);
-            }
-            (_, w) => *slot = w.map(Packed::new),
-        }
+    /// Packs `w` into this slot on up to `threads` threads, reusing its buffer (once it has
+    /// grown to the largest shape it holds, repacking allocates nothing).
+    fn refill(slot: &mut Option<Packed<T>>, w: Option<MatRef<'_, T>>, threads: usize) {
+        let Some(w) = w else {
+            *slot = None;
+            return;
+        };
+        let p = slot.get_or_insert_with(|| Packed {
+            data: Vec::new(),
+            k: 0,
+            n: 0,
+        });
+        (p.k, p.n) = (w.rows(), w.cols());
+        p.data.resize(packed_len::<T>(p.k, p.n), T::ZERO);
+        pack_on(threads, w, &mut p.data);
     }
     fn view(&self) -> PackedRef<'_, T> {
         PackedRef::from_packed(&self.data, self.k, self.n)
@@ -52,11 +63,8 @@ impl<T: Float> Packed<T> {
 /// One direction's prepared weights.
 #[derive(Clone, Debug)]
 pub(crate) struct PreparedDir<T> {
-    /// Forward: `W_ih^T` packed, `[I, G*H]`.
+    /// Inference: `W_ih^T` packed, `[I, G*H]`.
     w_ih_t: Option<Packed<T>>,
-    /// Backward: the columns of `W_ih` that meet each input block (one for layer 0, one per
-    /// direction of the layer below), packed: `[G*H, width]`.
-    w_ih_cols: [Option<Packed<T>>; 2],
     bias: Vec<T>,
     bias_hn: Vec<T>,
     first: Option<Packed<T>>,
@@ -73,8 +81,23 @@ pub(crate) struct Prepared<T> {
 /// Which products a [`Prepared`] serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pass {
+    /// Inference: the input projection and the step products.
     Forward,
+    /// `forward_train`: the step products.
+    TrainForward,
+    /// `backward`: the step products.
     Backward,
+}
+
+impl Pass {
+    /// The workspace slot that keeps this pass's weights: inference, or training (both
+    /// training passes share one).
+    pub fn slot(self) -> usize {
+        match self {
+            Pass::Forward => 0,
+            Pass::TrainForward | Pass::Backward => 1,
+        }
+    }
 }
 
 impl<T: Float> Prepared<T> {
@@ -112,7 +135,7 @@ impl<T: Float> Prepared<T> {
         let prep = &self.dirs[layer * self.directions + dir];
         let w = DirWeights {
             w_ih_t: prep.w_ih_t.as_ref().map(Packed::view),
-            w_ih_cols: [0, 1].map(|i| prep.w_ih_cols[i].as_ref().map(Packed::view)),
+            w_ih: p.w_ih,
             w_hh: p.w_hh,
             bias: &prep.bias,
             bias_hn: &prep.bias_hn,
@@ -129,7 +152,6 @@ impl<T: Float> PreparedDir<T> {
     fn empty() -> Self {
         PreparedDir {
             w_ih_t: None,
-            w_ih_cols: [None, None],
             bias: Vec::new(),
             bias_hn: Vec::new(),
             first: None,
@@ -153,51 +175,34 @@ impl<T: Float> PreparedDir<T> {
         combine_biases(s.cell, p.b_ih, p.b_hh, &mut self.bias, &mut self.bias_hn);
         let w = DirWeights {
             w_ih_t: None,
-            w_ih_cols: [None, None],
+            w_ih: p.w_ih,
             w_hh: p.w_hh,
             bias: &[],
             bias_hn: &[],
         };
         let gates = first_gates(&s);
         let reset_before = s.cell == CellKind::Gru { reset_after: false };
-        match pass {
-            Pass::Forward => {
-                self.w_ih_cols = [None, None];
-                Packed::refill(
-                    &mut self.w_ih_t,
-                    Some(MatRef::new(p.w_ih, input, gh, 1, input)),
-                );
-                Packed::refill(&mut self.first, Some(w.w_hh_t(&s, gates)));
-                let second = match (reset_before, p.w_hr) {
-                    (true, _) => Some(w.w_hh_t(&s, 2..3)),
-                    (false, Some(w_hr)) => Some(MatRef::new(w_hr, h, s.proj, 1, h)),
-                    _ => None,
-                };
-                Packed::refill(&mut self.second, second);
-            }
-            Pass::Backward => {
-                self.w_ih_t = None;
-                // The input blocks: layer 0's input, or the directions of the layer below.
-                let (blocks, width) = if layer == 0 {
-                    (1, input)
-                } else {
-                    (config.directions(), s.hout)
-                };
-                let w_ih = MatRef::row_major(p.w_ih, gh, input, input);
-                for (i, slot) in self.w_ih_cols.iter_mut().enumerate() {
-                    Packed::refill(
-                        slot,
-                        (i < blocks).then(|| w_ih.cols_range(i * width, width)),
-                    );
-                }
-                Packed::refill(&mut self.first, Some(w.w_hh_rows(&s, gates)));
-                let second = match (reset_before, p.w_hr) {
-                    (true, _) => Some(w.w_hh_rows(&s, 2..3)),
-                    (false, Some(w_hr)) => Some(MatRef::row_major(w_hr, s.proj, h, h)),
-                    _ => None,
-                };
-                Packed::refill(&mut self.second, second);
-            }
+        let forward = pass != Pass::Backward;
+        // W_ih stays as it is in training (see the module docs).
+        let threads = gemm_threads(config.parallelism);
+        let w_ih_t = (pass == Pass::Forward).then(|| MatRef::new(p.w_ih, input, gh, 1, input));
+        Packed::refill(&mut self.w_ih_t, w_ih_t, threads);
+        if forward {
+            Packed::refill(&mut self.first, Some(w.w_hh_t(&s, gates)), threads);
+            let second = match (reset_before, p.w_hr) {
+                (true, _) => Some(w.w_hh_t(&s, 2..3)),
+                (false, Some(w_hr)) => Some(MatRef::new(w_hr, h, s.proj, 1, h)),
+                _ => None,
+            };
+            Packed::refill(&mut self.second, second, threads);
+        } else {
+            Packed::refill(&mut self.first, Some(w.w_hh_rows(&s, gates)), threads);
+            let second = match (reset_before, p.w_hr) {
+                (true, _) => Some(w.w_hh_rows(&s, 2..3)),
+                (false, Some(w_hr)) => Some(MatRef::row_major(w_hr, s.proj, h, h)),
+                _ => None,
+            };
+            Packed::refill(&mut self.second, second, threads);
         }
     }
 }

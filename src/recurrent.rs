@@ -246,7 +246,7 @@ impl<T: Float> Recurrent<T> {
         reserve.stamp = None;
         let seed = reserve.dropout_seed;
         reserve.dropout_seed = reserve.dropout_seed.wrapping_add(1);
-        let (call, scratch) = self.call(&input, Pass::Forward, ws, ws_len);
+        let (call, scratch) = self.call(&input, Pass::TrainForward, ws, ws_len);
         driver::forward_train(
             &call,
             input.x,

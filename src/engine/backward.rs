@@ -15,7 +15,7 @@ use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
 use fused_rnn_kernels::{Arch, CellKind, Float, Rows};
 
 use super::plan::{StepScratch, step_product};
-use super::{DirSpec, Masks, StepWeights, mat, rows, rows_mut};
+use super::{DirSpec, Masks, StepRows, StepWeights, mat, rows, rows_mut};
 use crate::config::Parallelism;
 
 /// The saved activations of one direction (a training tape, read-only).
@@ -54,8 +54,8 @@ pub(crate) struct DirBackward<'a, T> {
     pub step: StepWeights<'a, T>,
     pub masks: Masks<'a>,
     pub tape: TapeRef<'a, T>,
-    /// `[T][Bc][Hout]` dL/d(this chunk's outputs).
-    pub dy: &'a [T],
+    /// dL/d(this chunk's outputs), step by step.
+    pub dy: StepRows<'a, T>,
     /// `[Bc][Hout]` in: dL/d(final h); out: dL/d(initial h).
     pub d_h: &'a mut [T],
     /// `[Bc][H]` the same for c (LSTM), else empty.
@@ -129,7 +129,7 @@ impl<T: Float> DirBackward<'_, T> {
         let entry = s.entry(t);
         let h_prev = &self.tape.h[entry * b * hout..(entry + 1) * b * hout];
         let dg = &mut self.scratch.dg[t * b * gh..(t + 1) * b * gh];
-        let dy = Rows::contiguous(&self.dy[t * b * hout..(t + 1) * b * hout], b, hout);
+        let dy = self.dy.at(t);
         let [dh_a, dh_b] = &mut c.dh;
         let (dh_in, dh_out) = if cur == 0 {
             (&**dh_a, &mut **dh_b)

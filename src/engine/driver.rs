@@ -15,7 +15,7 @@ use super::backward::{BwdScratch, DirBackward, TapeRef};
 use super::forward::{DirForward, Tape};
 use super::plan::{StepScratch, gemm_threads, run_tasks};
 use super::products::{DirGrads, InputBlock, input_gradients, project_inputs, weight_gradients};
-use super::{DirSpec, Masks};
+use super::{DirSpec, Masks, StepRows};
 use crate::config::{Config, Parallelism};
 use crate::input::SeqShape;
 use crate::layout::{
@@ -156,17 +156,6 @@ fn blocks_to_user<T: Float>(d: &Dims, blocks: &[&mut [T]], user: &mut [T]) {
         for (dir, blk) in blocks.iter().enumerate() {
             user[u * full + dir * w..u * full + (dir + 1) * w]
                 .copy_from_slice(&blk[cm * w..(cm + 1) * w]);
-        }
-    });
-}
-
-/// Reads the caller's `[.., D*Hout]` buffer into per-direction chunk-major blocks.
-fn user_to_blocks<T: Float>(d: &Dims, user: &[T], blocks: &mut [&mut [T]]) {
-    let (w, full) = (d.hout, d.dirs * d.hout);
-    for_rows(d, |u, cm| {
-        for (dir, blk) in blocks.iter_mut().enumerate() {
-            blk[cm * w..(cm + 1) * w]
-                .copy_from_slice(&user[u * full + dir * w..u * full + (dir + 1) * w]);
         }
     });
 }
@@ -347,7 +336,8 @@ fn step_gemm(d: &Dims, rows: usize) -> usize {
 }
 
 /// Inference. Workspace: `[x_cm][blocks A][blocks B][tapes][tasks]`; layer outputs
-/// alternate between the two sets of blocks, the last layer's go to `y`.
+/// alternate between the two sets of blocks (one set for a single layer), the last layer's
+/// go to `y`.
 pub(crate) fn forward<T: Float>(
     call: &Call<'_, T>,
     x: &[T],
@@ -360,12 +350,10 @@ pub(crate) fn forward<T: Float>(
     let tape_lens = TapeLens::new(&d, false).expect("sizes were checked");
     let mut c = Carver::new(ws);
     let x_buf = c.take(lens.x_cm);
-    let block = lens.blocks / (2 * d.dirs);
-    let (set_a, set_b) = c.take(lens.blocks).split_at_mut(lens.blocks / 2);
-    let (mut set_a, mut set_b) = (
-        dir_blocks(set_a, d.dirs, block),
-        dir_blocks(set_b, d.dirs, block),
-    );
+    let block = lens.block_set / d.dirs;
+    let mut set_a = dir_blocks(c.take(lens.block_set), d.dirs, block);
+    let second = if lens.infer_sets > 1 { block } else { 0 };
+    let mut set_b = dir_blocks(c.take(d.dirs * second), d.dirs, second);
     let tape_buf = c.take(lens.infer_tapes);
     let tasks = c.take(lens.fwd_tasks);
     let x = x_chunk_major(x, &d, x_buf);
@@ -405,7 +393,7 @@ pub(crate) fn forward_train<T: Float>(
     let tape_len = rl.tape.total().expect("sizes were checked");
     let mut c = Carver::new(ws);
     let x_buf = c.take(lens.x_cm);
-    let mut top = dir_blocks(c.take(lens.blocks / 2), d.dirs, rl.out_block);
+    let mut top = dir_blocks(c.take(lens.block_set), d.dirs, rl.out_block);
     let tasks = c.take(lens.fwd_tasks);
     let x = x_chunk_major(x, &d, x_buf);
     let mut rest = Carver::new(reserve);
@@ -476,7 +464,7 @@ struct BwdTask<'a, T> {
     dir: usize,
     chunk: usize,
     tape: TapeRef<'a, T>,
-    dy: &'a [T],
+    dy: StepRows<'a, T>,
     dg: &'a mut [T],
     d_an: &'a mut [T],
     dh_all: &'a mut [T],
@@ -529,8 +517,49 @@ fn run_backward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: BwdTask<'
     run.run();
 }
 
+/// dL/dy of one direction's chunk `range`, read in place: the top layer's from the caller's
+/// `[.., D*Hout]` rows, a lower layer's from its chunk-major block.
+fn dy_rows<'a, T>(
+    d: &Dims,
+    range: std::ops::Range<usize>,
+    dir: usize,
+    source: DySource<'a, T>,
+) -> StepRows<'a, T> {
+    let (b0, bc, w) = (range.start, range.len(), d.hout);
+    let full = d.dirs * w;
+    let (data, first, step, stride) = match source {
+        DySource::User(dy) if d.batch_major => (dy, b0 * d.steps * full, full, d.steps * full),
+        DySource::User(dy) => (dy, b0 * full, d.batch * full, full),
+        DySource::Block(blk) => (blk, d.steps * b0 * w, bc * w, w),
+    };
+    let first = first
+        + if matches!(source, DySource::User(_)) {
+            dir * w
+        } else {
+            0
+        };
+    StepRows {
+        data,
+        first,
+        step,
+        stride,
+        rows: bc,
+        cols: w,
+    }
+}
+
+/// Where a layer's dL/dy lies.
+#[derive(Clone, Copy)]
+enum DySource<'a, T> {
+    /// The caller's dy (the top layer).
+    User(&'a [T]),
+    /// One direction's chunk-major block (a lower layer: the dL/dx of the layer above).
+    Block(&'a [T]),
+}
+
 /// Backward through every layer, top-down. Workspace:
-/// `[x_cm][dx_cm][blocks A][blocks B][gate gradients][tasks]`.
+/// `[x_cm, then dx_cm][blocks A][blocks B][gate gradients][tasks]`, with as many block sets as
+/// the layers below the top need (the top layer reads dy in place).
 pub(crate) fn backward<T: Float>(
     call: &Call<'_, T>,
     x: &[T],
@@ -550,13 +579,11 @@ pub(crate) fn backward<T: Float>(
         grads,
     } = out;
     let mut c = Carver::new(ws);
+    // x in chunk-major order, and once layer 0's weight gradients have read it, its dx.
     let x_buf = c.take(lens.x_cm);
-    let dx_cm = c.take(if dx.is_some() { lens.dx_cm } else { 0 });
-    let (set_a, set_b) = c.take(lens.blocks).split_at_mut(lens.blocks / 2);
-    let (mut set_a, mut set_b) = (
-        dir_blocks(set_a, d.dirs, rl.out_block),
-        dir_blocks(set_b, d.dirs, rl.out_block),
-    );
+    let set_len = |k: usize| if lens.bwd_sets > k { rl.out_block } else { 0 };
+    let mut set_a = dir_blocks(c.take(d.dirs * set_len(0)), d.dirs, set_len(0));
+    let mut set_b = dir_blocks(c.take(d.dirs * set_len(1)), d.dirs, set_len(1));
     let per_dir = |w: usize| d.per_row(w).expect("checked");
     let an_w = if d.cell == (CellKind::Gru { reset_after: true }) {
         d.hidden
@@ -567,23 +594,26 @@ pub(crate) fn backward<T: Float>(
     let mut an_all = dir_blocks(c.take(d.dirs * per_dir(an_w)), d.dirs, per_dir(an_w));
     let mut dh_all = dir_blocks(c.take(d.dirs * per_dir(d.proj)), d.dirs, per_dir(d.proj));
     let tasks_buf = c.take(lens.bwd_tasks);
-    let x = x_chunk_major(x, &d, x_buf);
-    // The top layer's dL/dy into set A.
-    user_to_blocks(&d, dy, &mut set_a[..d.dirs]);
+    if d.reorders_input() {
+        x_chunk_major(x, &d, &mut *x_buf);
+    }
     for layer in (0..d.layers).rev() {
-        // Layer k reads its dy from A if (L-1-k) is even, B if odd; writes its dx into the other.
+        // Layer k writes its dx into A if (L-1-k) is even, B if odd, and reads its dy from the
+        // other (the layer above wrote it there), or from the caller's dy at the top.
         let (dys, dxs) = if (d.layers - 1 - layer).is_multiple_of(2) {
-            (&mut set_a, &mut set_b)
+            (&set_b, &mut set_a)
         } else {
-            (&mut set_b, &mut set_a)
+            (&set_a, &mut set_b)
         };
+        let top = layer + 1 == d.layers;
         let below = (layer > 0).then(|| {
             let at = rl.outputs_at(layer - 1, d.dirs);
             (0..d.dirs)
                 .map(|dir| &reserve[at + dir * rl.out_block..][..rl.out_block])
                 .collect()
         });
-        let input = &input_blocks(x, below, &d)[..];
+        let x_rows: &[T] = if d.reorders_input() { &*x_buf } else { x };
+        let input = input_blocks(x_rows, below, &d);
         // The time loops of every direction and chunk.
         let mut tasks = ArrayVec::<Option<BwdTask<'_, T>>, MAX_TASKS>::new();
         {
@@ -602,7 +632,11 @@ pub(crate) fn backward<T: Float>(
             for (dir, ((dg_dir, an_dir), pr_dir)) in grads_out.enumerate().take(d.dirs) {
                 let at = rl.layer_start(layer) + dir * tape_len;
                 let tapes = chunk_tape_refs(&reserve[at..at + tape_len], &rl.tape, &d);
-                let dy_chunks = chunk_slices(&*dys[dir], &d, d.steps * d.hout);
+                let source = if top {
+                    DySource::User(dy)
+                } else {
+                    DySource::Block(&*dys[dir])
+                };
                 let dg = chunk_regions(dg_dir, &d, d.steps * d.gh());
                 let an = chunk_regions(an_dir, &d, d.steps * an_w);
                 let pr = chunk_regions(pr_dir, &d, d.steps * d.proj);
@@ -612,20 +646,20 @@ pub(crate) fn backward<T: Float>(
                 );
                 let parts = tapes
                     .into_iter()
-                    .zip(dy_chunks)
                     .zip(dg)
                     .zip(an)
                     .zip(pr)
                     .zip(hs)
                     .zip(cs)
                     .enumerate();
-                for (chunk, ((((((tape, dy), dg), d_an), dh_all), d_h), d_c)) in parts {
-                    let scratch = scratch.take(bwd_task_len(&d, d.chunk(chunk).len()));
+                for (chunk, (((((tape, dg), d_an), dh_all), d_h), d_c)) in parts {
+                    let range = d.chunk(chunk);
+                    let scratch = scratch.take(bwd_task_len(&d, range.len()));
                     tasks.push(Some(BwdTask {
                         dir,
                         chunk,
                         tape,
-                        dy,
+                        dy: dy_rows(&d, range, dir, source),
                         dg,
                         d_an,
                         dh_all,
@@ -640,31 +674,43 @@ pub(crate) fn backward<T: Float>(
             run_backward_task(call, layer, task)
         });
         drop(tasks); // Releases the gradient buffers the tasks borrowed.
-        // The products over all rows, direction by direction in a fixed order.
-        for dir in 0..d.dirs {
-            let spec = call.spec(layer, dir);
-            let (w, _) = call.prepared.dir(call.params, layer, dir);
+        // The products over all rows, direction by direction in a fixed order: every weight
+        // gradient first (layer 0's read x), then dx (layer 0's may overwrite x's copy).
+        let dir_grads = |dir: usize| {
             let at = rl.layer_start(layer) + dir * tape_len;
             let tape = &reserve[at..at + tape_len];
-            let (h, extra) = (
-                &tape[rl.tape.gates..rl.tape.gates + rl.tape.h],
-                &tape[tape_len - rl.tape.extra..],
-            );
-            let g = DirGrads {
+            DirGrads {
                 dg: &*dg_all[dir],
                 d_an: &*an_all[dir],
                 dh_all: &*dh_all[dir],
-                h,
-                extra,
-            };
-            weight_gradients(threads, (&d, &spec), input, &g, grads.layer_mut(layer, dir));
+                h: &tape[rl.tape.gates..rl.tape.gates + rl.tape.h],
+                extra: &tape[tape_len - rl.tape.extra..],
+            }
+        };
+        for dir in 0..d.dirs {
+            let spec = call.spec(layer, dir);
+            let g = dir_grads(dir);
+            weight_gradients(
+                threads,
+                (&d, &spec),
+                &input,
+                &g,
+                grads.layer_mut(layer, dir),
+            );
+        }
+        // Ends the borrow of x's copy (ArrayVec has drop glue) before dx overwrites it.
+        drop(input);
+        for dir in 0..d.dirs {
+            let spec = call.spec(layer, dir);
+            let (w, _) = call.prepared.dir(call.params, layer, dir);
+            let g = dir_grads(dir);
             let add = dir > 0;
             if layer > 0 {
                 let mut targets: PerDir<&mut [T]> = dxs.iter_mut().map(|b| &mut **b).collect();
                 input_gradients(threads, &spec, &w, &g, &mut targets, add);
             } else if let Some(dx_user) = dx.as_deref_mut() {
                 let target = if d.reorders_input() {
-                    &mut *dx_cm
+                    &mut *x_buf
                 } else {
                     dx_user
                 };
@@ -685,7 +731,7 @@ pub(crate) fn backward<T: Float>(
     if let (true, Some(dx)) = (d.reorders_input(), dx) {
         for_rows(&d, |user, cm| {
             dx[user * d.input..(user + 1) * d.input]
-                .copy_from_slice(&dx_cm[cm * d.input..(cm + 1) * d.input])
+                .copy_from_slice(&x_buf[cm * d.input..(cm + 1) * d.input])
         });
     }
 }

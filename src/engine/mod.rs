@@ -84,10 +84,10 @@ impl DirSpec {
 /// One layer and direction's weights, with the biases combined as the kernels take them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DirWeights<'a, T> {
-    /// `W_ih^T`, `[I, G*H]`, packed (forward only; see [`crate::prepared`]).
+    /// `W_ih^T`, `[I, G*H]`, packed (inference only; see [`crate::prepared`]).
     pub w_ih_t: Option<PackedRef<'a, T>>,
-    /// The columns of `W_ih` each input block meets, packed (backward only).
-    pub w_ih_cols: [Option<PackedRef<'a, T>>; 2],
+    /// `[G*H, I]`, as it is.
+    pub w_ih: &'a [T],
     /// `[G*H, Hout]`.
     pub w_hh: &'a [T],
     /// `[G*H]`: `b_ih + b_hh`, except GRU's n block, which holds `b_in` alone.
@@ -226,6 +226,31 @@ pub(crate) fn read_write<T>(
     } else {
         let (lo, hi) = buf.split_at_mut(read * len);
         (&hi[..len], &mut lo[write * len..(write + 1) * len])
+    }
+}
+
+/// A chunk's rows of every step of a buffer, read in place: step `t`'s `rows` rows start at
+/// `first + t * step`, `stride` apart. Serves dL/dy straight from the caller's layout (time-
+/// or batch-major) as well as from chunk-major blocks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StepRows<'a, T> {
+    pub data: &'a [T],
+    pub first: usize,
+    pub step: usize,
+    pub stride: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a, T> StepRows<'a, T> {
+    /// Step `t`'s rows.
+    pub fn at(&self, t: usize) -> Rows<'a, T> {
+        let data = if self.rows == 0 {
+            &self.data[..0]
+        } else {
+            &self.data[self.first + t * self.step..]
+        };
+        Rows::new(data, self.rows, self.cols, self.stride)
     }
 }
 

@@ -22,7 +22,8 @@ pub(crate) struct InputBlock<'a, T> {
     pub width: usize,
 }
 
-/// `gates = X W_ih^T` over all rows (no bias: the pointwise pass adds it).
+/// `gates = X W_ih^T` over all rows (no bias: the pointwise pass adds it), against `W_ih^T`
+/// packed for inference, or packed a slice at a time in training (see [`crate::prepared`]).
 pub(crate) fn project_inputs<T: Float>(
     (arch, threads): (Arch, usize),
     s: &DirSpec,
@@ -31,19 +32,25 @@ pub(crate) fn project_inputs<T: Float>(
     gates: &mut [T],
 ) {
     let rows = s.steps * s.batch;
-    let w_ih_t = w.w_ih_t.expect("weights prepared for the forward pass");
+    let w_ih = MatRef::row_major(w.w_ih, s.gh(), s.input, s.input);
     for (i, blk) in input.iter().enumerate() {
         let beta = if i == 0 { T::ZERO } else { T::ONE };
         let x = mat(blk.data, rows, blk.width);
         let gates = MatMut::row_major(&mut *gates, rows, s.gh(), s.gh());
-        gemm_prepacked(
-            arch,
-            threads,
-            x,
-            w_ih_t.rows(blk.col, blk.width),
-            beta,
-            gates,
-        );
+        match w.w_ih_t {
+            Some(w_ih_t) => gemm_prepacked(
+                arch,
+                threads,
+                x,
+                w_ih_t.rows(blk.col, blk.width),
+                beta,
+                gates,
+            ),
+            None => {
+                let w_t = w_ih.cols_range(blk.col, blk.width).t();
+                gemm(arch, threads, x, w_t, beta, gates)
+            }
+        }
     }
 }
 
@@ -155,15 +162,24 @@ pub(crate) fn input_gradients<T: Float>(
     let rows = s.steps * s.batch;
     let (x_side, x_side_n) = g.input_side(s);
     let split = x_side.cols();
+    let w_ih = MatRef::row_major(w.w_ih, s.gh(), s.input, s.input);
+    // One block for layer 0's input, one per direction of the layer below's.
+    let width = s.input / dx.len().max(1);
     for (i, out) in dx.iter_mut().enumerate() {
-        let w_ih = w.w_ih_cols[i].expect("weights prepared for the backward pass");
-        let width = w_ih.n();
+        let cols = w_ih.cols_range(i * width, width);
         let beta = if add { T::ONE } else { T::ZERO };
         let c = MatMut::row_major(out, rows, width, width);
-        gemm_prepacked(arch, threads, x_side, w_ih.rows(0, split), beta, c);
+        gemm(arch, threads, x_side, cols.rows_range(0, split), beta, c);
         if let Some(dan) = x_side_n {
             let c = MatMut::row_major(out, rows, width, width);
-            gemm_prepacked(arch, threads, dan, w_ih.rows(split, s.hidden), T::ONE, c);
+            gemm(
+                arch,
+                threads,
+                dan,
+                cols.rows_range(split, s.hidden),
+                T::ONE,
+                c,
+            );
         }
     }
 }

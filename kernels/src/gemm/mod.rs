@@ -376,7 +376,7 @@ pub fn gemm<T: Float>(
         |buf| {
             for k0 in (0..k).step_by(kc) {
                 let len = kc.min(k - k0);
-                let w = packed::pack(b.rows_range(k0, len), buf);
+                let w = packed::pack_on(threads, b.rows_range(k0, len), buf);
                 // Later slices add to what the first wrote, as the kernel's own K blocks do.
                 let beta = if k0 == 0 { beta } else { T::ONE };
                 gemm_prepacked(arch, threads, a.cols_range(k0, len), w, beta, c.reborrow());

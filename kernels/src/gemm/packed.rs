@@ -159,6 +159,57 @@ pub fn pack<'a, T: Float>(w: MatRef<'_, T>, out: &'a mut [T]) -> PackedRef<'a, T
     }
 }
 
+/// [`pack`] on up to `threads` threads of the current rayon pool (0: all of them), split by
+/// panels: the same bytes as [`pack`]. Training packs its weights on every update, and on
+/// one thread that serial copy (2-3 ms for a 12 MiB weight read transposed) was 5% of a
+/// 2-thread training step.
+///
+/// # Panics
+/// As [`pack`].
+pub fn pack_on<'a, T: Float>(
+    threads: usize,
+    w: MatRef<'_, T>,
+    out: &'a mut [T],
+) -> PackedRef<'a, T> {
+    let threads = if threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        threads
+    };
+    let len = packed_len::<T>(w.rows(), w.cols());
+    assert!(
+        out.len() >= len,
+        "pack: needs {len} elements, has {}",
+        out.len()
+    );
+    // Below about 64K elements the split costs more than the copy.
+    let parts = if len < 1 << 16 { 1 } else { threads };
+    pack_parts(w, &mut out[..len], parts);
+    PackedRef {
+        data: out,
+        k: w.rows(),
+        n: w.cols(),
+        stride: w.rows() * panel_width::<T>(),
+    }
+}
+
+/// Packs `w` into `out` in `parts` ranges of whole panels, in parallel with rayon's `join`.
+fn pack_parts<T: Float>(w: MatRef<'_, T>, out: &mut [T], parts: usize) {
+    let (k, n, nr) = (w.rows(), w.cols(), panel_width::<T>());
+    let panels = n.div_ceil(nr);
+    if parts <= 1 || panels < 2 {
+        pack(w, out);
+        return;
+    }
+    let half = parts / 2;
+    let left = (panels * half / parts).max(1);
+    let (lo, hi) = out.split_at_mut(left * k * nr);
+    rayon::join(
+        || pack_parts(w.cols_range(0, left * nr), lo, half),
+        || pack_parts(w.cols_range(left * nr, n - left * nr), hi, parts - half),
+    );
+}
+
 /// One panel from a row-major source: row segments copied as they are.
 fn pack_rows<T: Float>(w: MatRef<'_, T>, panel: &mut [T], c0: usize, width: usize) {
     let nr = panel_width::<T>();
@@ -168,25 +219,30 @@ fn pack_rows<T: Float>(w: MatRef<'_, T>, panel: &mut [T], c0: usize, width: usiz
     }
 }
 
-/// One panel from a column-major source: its columns are contiguous, so copy blocks of
-/// `BLOCK` rows from each column, keeping the panel rows being written in L1.
+/// One panel from a column-major source: its columns are contiguous, so the panel is a
+/// transpose of `width` columns. Tiles of [`TILE`] rows by 8 columns are read column by
+/// column into a local array and written row by row, so both the loads and the stores run
+/// over contiguous memory (element-by-element scatter packed a 12 MiB weight at 4.6 GB/s,
+/// this at 5.5; a row-major source packs at 9).
 fn pack_cols<T: Float>(w: MatRef<'_, T>, panel: &mut [T], c0: usize, width: usize) {
-    const BLOCK: usize = 16;
+    const TILE: usize = 16;
+    const COLS: usize = 8;
     let (k, nr) = (w.rows(), panel_width::<T>());
     let wt = w.t();
-    for k0 in (0..k).step_by(BLOCK) {
-        let rows = BLOCK.min(k - k0);
+    for k0 in (0..k).step_by(TILE) {
+        let rows = TILE.min(k - k0);
         let dst = &mut panel[k0 * nr..(k0 + rows) * nr];
-        for c in 0..nr {
-            if c < width {
-                let src = &wt.row(c0 + c)[k0..k0 + rows];
+        for g in (0..nr).step_by(COLS) {
+            let mut tile = [[T::ZERO; COLS]; TILE];
+            let cols = COLS.min(width.saturating_sub(g));
+            for (c, col) in (c0 + g..c0 + g + cols).enumerate() {
+                let src = &wt.row(col)[k0..k0 + rows];
                 for (r, &v) in src.iter().enumerate() {
-                    dst[r * nr + c] = v;
+                    tile[r][c] = v;
                 }
-            } else {
-                for r in 0..rows {
-                    dst[r * nr + c] = T::ZERO;
-                }
+            }
+            for (row, t) in dst.chunks_exact_mut(nr).zip(&tile) {
+                row[g..g + COLS].copy_from_slice(t);
             }
         }
     }
@@ -922,6 +978,32 @@ mod tests {
                     &out[r * cols..(r + 1) * cols],
                     &whole[r * n + p0 * nr..r * n + p0 * nr + cols]
                 );
+            }
+        }
+    }
+
+    /// A pack split over threads writes the same bytes as one on a single thread, from
+    /// row-major and transposed sources, at panel counts that do and do not divide evenly.
+    #[test]
+    fn packing_on_threads_writes_the_same_bytes() {
+        let mut rng = SplitMix::new(11);
+        for (k, n) in [(300, 1000), (257, 33), (600, 129), (1, 5000), (3, 2)] {
+            let w = rng.vec(k * n, 1.0);
+            for view in [
+                MatRef::row_major(&w, k, n, n),
+                MatRef::row_major(&w, n, k, k).t(),
+            ] {
+                let mut want = vec![f64::NAN; packed_len::<f64>(view.rows(), view.cols())];
+                pack(view, &mut want);
+                for threads in [1, 2, 3, 4] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut got = vec![f64::NAN; want.len() + 7];
+                    pool.install(|| pack_on(0, view, &mut got));
+                    assert_eq!(&got[..want.len()], &want[..], "{k}x{n} on {threads}");
+                }
             }
         }
     }
