@@ -527,17 +527,15 @@ fn dy_rows<'a, T>(
 ) -> StepRows<'a, T> {
     let (b0, bc, w) = (range.start, range.len(), d.hout);
     let full = d.dirs * w;
+    // The caller's rows hold every direction side by side; a block holds one.
+    let at_dir = dir * w;
     let (data, first, step, stride) = match source {
-        DySource::User(dy) if d.batch_major => (dy, b0 * d.steps * full, full, d.steps * full),
-        DySource::User(dy) => (dy, b0 * full, d.batch * full, full),
+        DySource::User(dy) if d.batch_major => {
+            (dy, b0 * d.steps * full + at_dir, full, d.steps * full)
+        }
+        DySource::User(dy) => (dy, b0 * full + at_dir, d.batch * full, full),
         DySource::Block(blk) => (blk, d.steps * b0 * w, bc * w, w),
     };
-    let first = first
-        + if matches!(source, DySource::User(_)) {
-            dir * w
-        } else {
-            0
-        };
     StepRows {
         data,
         first,
