@@ -29,6 +29,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/gemm/split.rs"),
     ),
     (
+        "kernels/src/gemm/transpose.rs",
+        include_str!("../../kernels/src/gemm/transpose.rs"),
+    ),
+    (
         "kernels/src/lanes.rs",
         include_str!("../../kernels/src/lanes.rs"),
     ),

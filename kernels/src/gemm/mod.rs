@@ -23,6 +23,7 @@ use packed::PackedRef;
 pub mod packed;
 pub mod scratch;
 pub mod split;
+mod transpose;
 
 /// The largest offset a `rows x cols` view with strides `rs`, `cs` touches, plus one, or
 /// `None` if it overflows. Empty views touch nothing.

@@ -1,0 +1,249 @@
+//! The transposing copy behind packing a column-major source: `W_hh^T` and `W_ih^T` are
+//! row-major weights read transposed, and training packs them on every update.
+//!
+//! A panel row `kk` gathers element `kk` of `width` source columns, each contiguous. In f32
+//! on x86-64 with AVX2 (and AVX-512, which has it), 8x8 tiles move through registers: eight
+//! loads, 24 in-register shuffles, eight stores. Everything else (f64, the scalar path, a
+//! ragged edge) goes through a 16x8 local array, loads and stores both contiguous.
+
+use super::MatRef;
+use crate::float::Float;
+
+/// Writes `panel` (`w.rows()` rows of `nr`) from columns `c0..c0 + width` of the column-major
+/// `w`, zero past `width`.
+pub(super) fn transpose_panel<T: Float>(
+    w: MatRef<'_, T>,
+    panel: &mut [T],
+    c0: usize,
+    width: usize,
+) {
+    let (k, nr) = (w.rows(), panel.len() / w.rows().max(1));
+    let (k8, w8) = fast_tiles(w, panel, c0, width, nr);
+    // What the registers left: the columns past the last whole group of 8, then the rows
+    // past the last whole group of 8.
+    through_array(w, panel, c0, width, (0, k8), (w8, nr));
+    through_array(w, panel, c0, width, (k8, k), (0, nr));
+}
+
+/// Panel rows `rows`, panel columns `cols` through a 16x8 array read column by column and
+/// written row by row.
+fn through_array<T: Float>(
+    w: MatRef<'_, T>,
+    panel: &mut [T],
+    c0: usize,
+    width: usize,
+    (r0, r1): (usize, usize),
+    (g0, g1): (usize, usize),
+) {
+    const TILE: usize = 16;
+    const COLS: usize = 8;
+    let nr = panel.len() / w.rows().max(1);
+    let wt = w.t();
+    for k0 in (r0..r1).step_by(TILE) {
+        let rows = TILE.min(r1 - k0);
+        for g in (g0..g1).step_by(COLS) {
+            let mut tile = [[T::ZERO; COLS]; TILE];
+            let cols = COLS.min(g1 - g);
+            let filled = cols.min(width.saturating_sub(g));
+            for (c, col) in (c0 + g..c0 + g + filled).enumerate() {
+                let src = &wt.row(col)[k0..k0 + rows];
+                for (r, &v) in src.iter().enumerate() {
+                    tile[r][c] = v;
+                }
+            }
+            for (r, t) in tile.iter().enumerate().take(rows) {
+                let at = (k0 + r) * nr + g;
+                panel[at..at + cols].copy_from_slice(&t[..cols]);
+            }
+        }
+    }
+}
+
+/// The 8x8 tiles in registers where the instruction set and the type allow: returns how many
+/// rows and columns (multiples of 8) it wrote, `(0, 0)` where it wrote nothing.
+fn fast_tiles<T: Float>(
+    w: MatRef<'_, T>,
+    panel: &mut [T],
+    c0: usize,
+    width: usize,
+    nr: usize,
+) -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let simd = match crate::arch() {
+            pulp::Arch::V4(v4) => Some(*v4),
+            pulp::Arch::V3(v3) => Some(v3),
+            _ => None,
+        };
+        if let (Some(simd), Some(src), Some(dst)) = (simd, f32_view(w.data()), f32_view_mut(panel))
+        {
+            let (k8, w8) = (w.rows() / 8 * 8, width / 8 * 8);
+            avx::tiles(simd, src, w.col_stride(), c0, (k8, w8), dst, nr);
+            return (k8, w8);
+        }
+    }
+    let _ = (w, panel, c0, width, nr);
+    (0, 0)
+}
+
+/// `x` as `[f32]` when `T` is `f32`.
+fn f32_view<T: Float>(x: &[T]) -> Option<&[f32]> {
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() {
+        // SAFETY: `T` is `f32` (same `TypeId`), so the pointer and length describe the
+        // same `[f32]`, borrowed for the same lifetime.
+        Some(unsafe { core::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+    } else {
+        None
+    }
+}
+
+/// `x` as `[f32]` when `T` is `f32`.
+fn f32_view_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>() {
+        // SAFETY: as in `f32_view`; the borrow is unique because `x`'s is.
+        Some(unsafe { core::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+    } else {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use core::arch::x86_64::__m256;
+    use pulp::x86::V3;
+
+    /// Panel rows `0..k8`, columns `0..w8` (rows of `nr`) from `src`, whose column `c`
+    /// starts at `c * cs`.
+    pub(super) fn tiles(
+        simd: V3,
+        src: &[f32],
+        cs: usize,
+        c0: usize,
+        (k8, w8): (usize, usize),
+        panel: &mut [f32],
+        nr: usize,
+    ) {
+        simd.vectorize(
+            #[inline(always)]
+            || {
+                for g in (0..w8).step_by(8) {
+                    for k0 in (0..k8).step_by(8) {
+                        let rows: [__m256; 8] = core::array::from_fn(|i| {
+                            let at = (c0 + g + i) * cs + k0;
+                            let v: [f32; 8] = src[at..at + 8].try_into().expect("8 values");
+                            pulp::cast(v)
+                        });
+                        let cols = transpose(simd, rows);
+                        for (j, v) in cols.into_iter().enumerate() {
+                            let at = (k0 + j) * nr + g;
+                            let v: [f32; 8] = pulp::cast(v);
+                            panel[at..at + 8].copy_from_slice(&v);
+                        }
+                    }
+                }
+            },
+        )
+    }
+
+    /// The transpose of an 8x8 tile held as eight rows.
+    #[inline(always)]
+    fn transpose(simd: V3, r: [__m256; 8]) -> [__m256; 8] {
+        let avx = simd.avx;
+        // Pairs of rows interleaved: t0 = a0 b0 a1 b1 | a4 b4 a5 b5, t1 = a2 b2 a3 b3 | ...
+        let t: [__m256; 8] = core::array::from_fn(|i| {
+            let (x, y) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+            if i % 2 == 0 {
+                avx._mm256_unpacklo_ps(x, y)
+            } else {
+                avx._mm256_unpackhi_ps(x, y)
+            }
+        });
+        // Quads: s0 = a0 b0 c0 d0 | a4 b4 c4 d4, s1 = a1 .. d1 | a5 .., s2, s3; s4..s7 for e..h.
+        let quad = |lo: __m256, hi: __m256, upper: bool| {
+            if upper {
+                avx._mm256_shuffle_ps::<0xEE>(lo, hi)
+            } else {
+                avx._mm256_shuffle_ps::<0x44>(lo, hi)
+            }
+        };
+        let s = [
+            quad(t[0], t[2], false),
+            quad(t[0], t[2], true),
+            quad(t[1], t[3], false),
+            quad(t[1], t[3], true),
+            quad(t[4], t[6], false),
+            quad(t[4], t[6], true),
+            quad(t[5], t[7], false),
+            quad(t[5], t[7], true),
+        ];
+        // Halves joined: column j < 4 from the low 128 bits of s_j and s_{j+4}, j >= 4 from
+        // the high ones.
+        core::array::from_fn(|j| {
+            let (lo, hi) = (s[j % 4], s[j % 4 + 4]);
+            if j < 4 {
+                avx._mm256_permute2f128_ps::<0x20>(lo, hi)
+            } else {
+                avx._mm256_permute2f128_ps::<0x31>(lo, hi)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::packed::{pack, packed_len, panel_width};
+    use super::*;
+    use crate::testing::{SplitMix, cases, cast, size};
+
+    /// Packs a column-major `k x n` view (columns `ld >= k` apart) and compares every element
+    /// of every panel with the source, zero padding included; the buffer starts as NaN, so an
+    /// element nobody wrote fails too.
+    fn packs_exactly<T: Float>(k: usize, n: usize, pad: usize, seed: u64) {
+        let ld = k + pad;
+        let data = cast::<T>(&SplitMix::new(seed).vec(n * ld, 1.0));
+        let w = MatRef::new(&data, k, n, 1, ld);
+        let mut out = vec![T::NAN; packed_len::<T>(k, n)];
+        pack(w, &mut out);
+        let nr = panel_width::<T>();
+        for (p, panel) in out.chunks_exact(k.max(1) * nr).enumerate() {
+            for kk in 0..k {
+                for c in 0..nr {
+                    let col = p * nr + c;
+                    let want = if col < n { *w.at(kk, col) } else { T::ZERO };
+                    assert_eq!(panel[kk * nr + c], want, "{k}x{n} panel {p} ({kk}, {c})");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(64))]
+
+        #[test]
+        fn transposing_pack_matches_the_source(
+            k in size(), n in size(), pad in 0usize..9, seed in any::<u64>()
+        ) {
+            packs_exactly::<f32>(k, n, pad, seed);
+            packs_exactly::<f64>(k, n, pad, seed);
+        }
+    }
+
+    /// Shapes where the 8x8 tiles cover most of a panel, and each ragged edge around them.
+    #[test]
+    fn tiles_and_edges() {
+        for (k, n) in [
+            (8, 8),
+            (64, 32),
+            (512, 2048),
+            (17, 40),
+            (24, 31),
+            (9, 65),
+            (7, 7),
+        ] {
+            packs_exactly::<f32>(k, n, 0, 5);
+            packs_exactly::<f32>(k, n, 3, 6);
+        }
+    }
+}
