@@ -17,9 +17,9 @@ use fused_rnn_kernels::Float;
 
 /// Scratch memory for one call at a time, reusable across calls and modules.
 ///
-/// It also keeps the weights of the last module it served prepared for inference and for
-/// training (see [`crate::prepared`]), so the first call after the parameters change
-/// repacks them, and later calls do not.
+/// It also keeps the weights of the last module it served prepared (packed) for inference
+/// and for training, so the first call after the parameters change repacks them, and later
+/// calls do not.
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
     buf: Vec<T>,

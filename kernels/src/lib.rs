@@ -6,8 +6,8 @@
 //!   pre-activations into the new state, and their backward passes, for LSTM, GRU (reset
 //!   after or before the recurrent product) and vanilla RNN (tanh, relu).
 //! * [`math`]: vector exp, sigmoid and tanh with documented error bounds.
-//! * [`gemm`]: `C <- alpha A B + beta C` behind checked strided views.
-//! * [`reference`]: naive f64 twins of every kernel, straight from the equations, plus whole
+//! * [`gemm`](mod@gemm): `C <- alpha A B + beta C` behind checked strided views.
+//! * [`reference`](mod@reference): naive f64 twins of every kernel, straight from the equations, plus whole
 //!   sequence references; tests, benches and fuzz targets import them from here.
 //!
 //! The instruction set is chosen once per process by [`arch`]: the best pulp finds (AVX-512,
