@@ -7,17 +7,18 @@
 //! ragged edge) goes through a 16x8 local array, loads and stores both contiguous.
 
 use super::MatRef;
+use super::packed::panel_width;
 use crate::float::Float;
 
-/// Writes `panel` (`w.rows()` rows of `nr`) from columns `c0..c0 + width` of the column-major
-/// `w`, zero past `width`.
+/// Writes `panel` (`w.rows()` rows of [`panel_width`]) from columns `c0..c0 + width` of the
+/// column-major `w`, zero past `width`.
 pub(super) fn transpose_panel<T: Float>(
     w: MatRef<'_, T>,
     panel: &mut [T],
     c0: usize,
     width: usize,
 ) {
-    let (k, nr) = (w.rows(), panel.len() / w.rows().max(1));
+    let (k, nr) = (w.rows(), panel_width::<T>());
     let (k8, w8) = fast_tiles(w, panel, c0, width, nr);
     // What the registers left: the columns past the last whole group of 8, then the rows
     // past the last whole group of 8.
@@ -37,7 +38,7 @@ fn through_array<T: Float>(
 ) {
     const TILE: usize = 16;
     const COLS: usize = 8;
-    let nr = panel.len() / w.rows().max(1);
+    let nr = panel_width::<T>();
     let wt = w.t();
     for k0 in (r0..r1).step_by(TILE) {
         let rows = TILE.min(r1 - k0);
@@ -193,7 +194,7 @@ mod avx {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::packed::{pack, packed_len, panel_width};
+    use super::super::packed::{pack, packed_len};
     use super::*;
     use crate::testing::{SplitMix, cases, cast, size};
 
