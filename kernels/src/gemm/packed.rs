@@ -826,7 +826,8 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         }
     }
 
-    /// `acc + beta * old`, without reading `old` when `beta == 0` (it may be garbage).
+    /// `acc + beta * old`, or `acc` alone when `beta == 0`: `old` may then be NaN or
+    /// garbage, and must not reach the result (BLAS semantics).
     #[inline(always)]
     fn updated(s: S, beta: T, old: V<S, T>, acc: V<S, T>) -> V<S, T> {
         if beta == T::ZERO {
