@@ -62,12 +62,13 @@ impl<T: Float> Workspace<T> {
         self.buf.is_empty()
     }
     /// The first `len` elements of scratch (growing the buffer if needed; contents are
-    /// unspecified) and the weights of the module `key = (id, version)` prepared for `pass`.
+    /// unspecified) and the weights of the module `key = (id, version)` prepared for `pass`,
+    /// with the unit-block layout too if `blocks` (see `engine::unit_blocks`).
     pub(crate) fn for_call(
         &mut self,
         len: usize,
         (key, config, params): ((u64, u64), &Config, &Params<T>),
-        pass: Pass,
+        (pass, blocks): (Pass, bool),
     ) -> (&mut [T], &Prepared<T>) {
         if self.buf.len() < len {
             self.buf.resize(len, T::ZERO);
@@ -77,7 +78,11 @@ impl<T: Float> Workspace<T> {
             Prepared::fill(slot, config, params, pass);
             *held = Some((key, pass));
         }
-        (&mut self.buf[..len], slot.as_ref().expect("filled above"))
+        let prepared = slot.as_mut().expect("filled above");
+        if blocks {
+            prepared.fill_blocks(config, params);
+        }
+        (&mut self.buf[..len], prepared)
     }
 }
 

@@ -121,6 +121,8 @@ pub(crate) struct TapeLens {
     pub positions: usize,
     /// extra slots held per sequence (T for training, 1 for inference).
     pub extra_slots: usize,
+    /// Whether backward reads this tape (its gates must be the activated ones).
+    pub training: bool,
 }
 
 impl TapeLens {
@@ -150,6 +152,7 @@ impl TapeLens {
             extra: mul(&[extra_slots, d.batch, d.hidden])?,
             positions,
             extra_slots,
+            training,
         })
     }
     pub fn total(&self) -> Result<usize, Error> {
@@ -209,11 +212,17 @@ pub(crate) fn splits_columns(rows: usize, k: usize, n: usize) -> bool {
 /// Scratch of one forward task (a direction's chunk of `rows` sequences): a copy of the
 /// initial state (`rows*(Hout + H)`; resets read it all along), the GRU's recurrent products
 /// (`rows*3H`), the step GEMM's scratch, and, for small batches, the staging of the split
-/// product (`rows*G*H`).
+/// product (`rows*G*H`, and for an LSTM `rows*2H` more: the c and h of its unit blocks,
+/// see `engine::forward_blocks`).
 pub(crate) fn fwd_task_len(d: &Dims, rows: usize) -> usize {
     let gru = matches!(d.cell, CellKind::Gru { .. });
+    let lstm_states = if d.cell == CellKind::Lstm {
+        2 * d.hidden
+    } else {
+        0
+    };
     let staging = if rows < 8 {
-        rows * d.gh().max(d.hout)
+        rows * (d.gh().max(d.hout) + lstm_states)
     } else {
         0
     };

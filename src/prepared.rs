@@ -9,6 +9,9 @@
 //!   parameters (sampling one step at a time) packs nothing;
 //! * training forward ([`Pass::TrainForward`]): `W_hh^T` (and `W_hn^T` or `W_hr^T`) only;
 //! * backward ([`Pass::Backward`]): `W_hh` (and `W_hn` or `W_hr`) only;
+//! * for the forward passes of a small LSTM batch on several threads, also `W_hh^T` and the
+//!   biases by unit blocks ([`crate::engine::unit_blocks`]), made the first time a call
+//!   needs them;
 //! * the biases combined as the pointwise kernels take them.
 //!
 //! The training passes leave `W_ih` as it is: its products run once per call over all rows,
@@ -27,7 +30,7 @@ use fused_rnn_kernels::{CellKind, Float, MatRef};
 
 use crate::config::Config;
 use crate::engine::plan::gemm_threads;
-use crate::engine::{DirSpec, DirWeights, StepWeights, combine_biases, first_gates};
+use crate::engine::{DirSpec, DirWeights, StepWeights, combine_biases, first_gates, unit_blocks};
 use crate::params::Params;
 
 /// A packed matrix that owns its buffer.
@@ -69,6 +72,10 @@ pub(crate) struct PreparedDir<T> {
     bias_hn: Vec<T>,
     first: Option<Packed<T>>,
     second: Option<Packed<T>>,
+    /// Forward `W_hh^T` and the biases by unit blocks (see [`crate::engine::unit_blocks`]),
+    /// for the small batches whose steps a team of threads shares.
+    blocks: Option<Packed<T>>,
+    bias_blocks: Vec<T>,
 }
 
 /// Prepared weights of every layer and direction, for one pass direction.
@@ -76,6 +83,8 @@ pub(crate) struct PreparedDir<T> {
 pub(crate) struct Prepared<T> {
     dirs: Vec<PreparedDir<T>>,
     directions: usize,
+    /// Whether the unit-block packings are filled for the current parameters.
+    has_blocks: bool,
 }
 
 /// Which products a [`Prepared`] serves.
@@ -108,7 +117,9 @@ impl<T: Float> Prepared<T> {
         let prepared = slot.get_or_insert_with(|| Prepared {
             dirs: Vec::with_capacity(count),
             directions: d,
+            has_blocks: false,
         });
+        prepared.has_blocks = false;
         if prepared.dirs.len() != count || prepared.directions != d {
             prepared.dirs.clear();
             prepared.directions = d;
@@ -122,6 +133,35 @@ impl<T: Float> Prepared<T> {
                 prepared.dirs[i].fill(config, params, (layer, dir), pass);
             }
         }
+    }
+
+    /// Also packs the forward weights by unit blocks (once per parameter update), for the
+    /// directions that can use them.
+    pub fn fill_blocks(&mut self, config: &Config, params: &Params<T>) {
+        if self.has_blocks {
+            return;
+        }
+        for layer in 0..config.num_layers {
+            for dir in 0..self.directions {
+                let s = DirSpec::of(config, layer, dir, 0, 0);
+                let prep = &mut self.dirs[layer * self.directions + dir];
+                if unit_blocks::applies::<T>(&s) {
+                    let p = params.layer(layer, dir);
+                    let w = MatRef::new(p.w_hh, s.hout, s.gh(), 1, s.hout);
+                    let p = prep.blocks.get_or_insert_with(|| Packed {
+                        data: Vec::new(),
+                        k: 0,
+                        n: 0,
+                    });
+                    (p.k, p.n) = (w.rows(), w.cols());
+                    p.data.resize(packed_len::<T>(p.k, p.n), T::ZERO);
+                    unit_blocks::pack(&s, w, &mut p.data);
+                    prep.bias_blocks.resize(s.gh(), T::ZERO);
+                    unit_blocks::order(&s, &prep.bias, &mut prep.bias_blocks);
+                }
+            }
+        }
+        self.has_blocks = true;
     }
 
     /// The weights of (layer, dir), borrowed from `params` and from this cache.
@@ -143,6 +183,10 @@ impl<T: Float> Prepared<T> {
         let step = StepWeights {
             first: prep.first.as_ref().expect("filled with the rest").view(),
             second: prep.second.as_ref().map(Packed::view),
+            blocks: match (&prep.blocks, self.has_blocks) {
+                (Some(b), true) => Some((b.view(), &prep.bias_blocks[..])),
+                _ => None,
+            },
         };
         (w, step)
     }
@@ -156,6 +200,8 @@ impl<T: Float> PreparedDir<T> {
             bias_hn: Vec::new(),
             first: None,
             second: None,
+            blocks: None,
+            bias_blocks: Vec::new(),
         }
     }
 

@@ -3,8 +3,8 @@
 
 use crate::buffers::{Reserve, ReserveShape, Stamp, Workspace};
 use crate::config::Config;
-use crate::engine::Masks;
 use crate::engine::driver::{self, BackwardOut, Call};
+use crate::engine::{Masks, unit_blocks};
 use crate::error::{Error, check_len, mul};
 use crate::input::{Input, SeqShape};
 use crate::layout;
@@ -180,7 +180,10 @@ impl<T: Float> Recurrent<T> {
         len: usize,
     ) -> (Call<'a, T>, &'a mut [T]) {
         let key = ((self.id, self.version), &self.config, &self.params);
-        let (scratch, prepared) = ws.for_call(len, key, pass);
+        let spec = crate::engine::DirSpec::of(&self.config, 0, 0, 0, 0);
+        let blocks = pass != Pass::Backward
+            && unit_blocks::wanted::<T>(&spec, input.shape.batch, self.config.parallelism);
+        let (scratch, prepared) = ws.for_call(len, key, (pass, blocks));
         let call = Call {
             config: &self.config,
             params: &self.params,

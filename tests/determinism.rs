@@ -6,10 +6,13 @@ mod common;
 
 use fused_rnn::{CellKind, Config, Parallelism, SeqLayout, SeqShape};
 
-/// Every output of a training step, as bits.
+/// Every output of a training step, and of an inference call, as bits.
 fn bits(case: &common::Case) -> Vec<u64> {
     let out = common::run_ours::<f32>(case);
-    let mut all = Vec::new();
+    let mut all: Vec<u64> = common::run_ours_inference::<f32>(case)
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
     for v in [&out.y, &out.h_n, &out.c_n, &out.dx, &out.dh0, &out.dc0] {
         all.extend(v.iter().map(|x| x.to_bits()));
     }
@@ -82,6 +85,24 @@ fn bitwise_identical_when_small_batch_steps_are_split() {
     }
     let projected = Config::lstm(16, 256).with_proj_size(128);
     same_for_every_pool(projected, SeqShape::new(4, 2), 3);
+}
+
+/// Small LSTM batches whose team pieces are blocks of 64 units with all their gates (H a
+/// multiple of 64; see `engine::forward_blocks`): 3 blocks (fewer than the pieces of a
+/// 2-thread team) and 9 (pieces of unequal size), with lengths and resets, training and
+/// inference.
+#[test]
+fn bitwise_identical_when_small_lstm_steps_run_by_unit_blocks() {
+    for hidden in [192, 576] {
+        for batch in [1, 3] {
+            let config = Config::lstm(16, hidden);
+            same_for_every_pool(
+                config,
+                SeqShape::new(5, batch),
+                hidden as u64 + batch as u64,
+            );
+        }
+    }
 }
 
 #[test]

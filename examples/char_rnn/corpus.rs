@@ -130,6 +130,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../src/engine/forward.rs"),
     ),
     (
+        "src/engine/forward_blocks.rs",
+        include_str!("../../src/engine/forward_blocks.rs"),
+    ),
+    (
         "src/engine/forward_fused.rs",
         include_str!("../../src/engine/forward_fused.rs"),
     ),
@@ -149,6 +153,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "src/engine/team.rs",
         include_str!("../../src/engine/team.rs"),
+    ),
+    (
+        "src/engine/unit_blocks.rs",
+        include_str!("../../src/engine/unit_blocks.rs"),
     ),
     ("src/error.rs", include_str!("../../src/error.rs")),
     ("src/gradcheck.rs", include_str!("../../src/gradcheck.rs")),

@@ -97,6 +97,7 @@ fn chunk_tapes<'a, T>(buf: &'a mut [T], lens: &TapeLens, d: &Dims) -> PerChunk<T
             extra,
             positions: lens.positions,
             extra_slots: lens.extra_slots,
+            training: lens.training,
         })
         .collect()
 }

@@ -59,6 +59,8 @@ pub(crate) struct Tape<'a, T> {
     pub extra: &'a mut [T],
     pub positions: usize,
     pub extra_slots: usize,
+    /// Whether backward reads this tape (see [`crate::layout::TapeLens`]).
+    pub training: bool,
 }
 
 /// Everything one chunk's forward reads and writes (`spec.batch` is the chunk's size).

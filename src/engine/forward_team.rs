@@ -5,11 +5,12 @@
 //! ([`super::plan::step_product`]'s split), so the results are bitwise the same.
 //!
 //! The design suggests pieces that own hidden units with all their gates, each running its
-//! units' pointwise pass, so that no pass is sequential. Built and measured on Zen 4
-//! (2 threads, batch 1): a piece's gates are then G separate weight streams and products,
-//! and that cost more than the sequential pass saves: H = 256 8% slower, H = 512 and
-//! H = 1024 (batch 4) the same within noise; the pass is ~0.3 us of a ~10 us step at
-//! H = 256. So the pieces stay whole column ranges.
+//! units' pointwise pass, so that no pass is sequential. With the weights in PyTorch's gate
+//! order a piece's gates are G separate weight streams and products, and that cost more
+//! than the sequential pass saves (measured on Zen 4, 2 threads, batch 1: H = 256 8%
+//! slower). An LSTM whose hidden size is a multiple of the unit block gets such pieces from
+//! a second packing of its weights, by unit blocks ([`super::forward_blocks`]); the other
+//! cells and sizes keep the column ranges here.
 
 use std::sync::{Mutex, PoisonError, RwLock};
 
@@ -34,6 +35,13 @@ impl<T: Float> DirForward<'_, T> {
 
     /// All steps, each product in `units` column pieces (see the module docs).
     pub(super) fn run_steps_team(&mut self, units: usize) {
+        if let Some(blocks) = self.step.blocks {
+            let units = std::env::var("UNITS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(units);
+            return self.run_steps_blocks(units, blocks);
+        }
         let s = self.spec;
         let w = self.step.first;
         let (rows, n) = (s.batch, w.n());
@@ -66,7 +74,7 @@ impl<T: Float> DirForward<'_, T> {
     /// Runs steps `from..` up to the next one with work: a step that is padding for every
     /// row only holds the state. Then applies that step's resets and, for several rows,
     /// lays out its A column by column for the pieces. Returns that step, if any.
-    fn open_step(&mut self, from: usize) -> Option<usize> {
+    pub(super) fn open_step(&mut self, from: usize) -> Option<usize> {
         let s = self.spec;
         for k in from..s.steps {
             let t = s.time(k);

@@ -12,11 +12,13 @@
 pub(crate) mod backward;
 pub(crate) mod driver;
 pub(crate) mod forward;
+pub(crate) mod forward_blocks;
 pub(crate) mod forward_fused;
 pub(crate) mod forward_team;
 pub(crate) mod plan;
 pub(crate) mod products;
 pub(crate) mod team;
+pub(crate) mod unit_blocks;
 
 use fused_rnn_kernels::gemm::packed::PackedRef;
 use fused_rnn_kernels::{CellKind, Float, MatRef, Rows, RowsMut};
@@ -129,6 +131,8 @@ pub(crate) struct StepWeights<'a, T> {
     /// The second product's: `W_hn` (reset-before GRU) or `W_hr` (projected LSTM), transposed
     /// forward.
     pub second: Option<PackedRef<'a, T>>,
+    /// Forward `W_hh^T` and the biases by unit blocks, when prepared (see [`unit_blocks`]).
+    pub blocks: Option<(PackedRef<'a, T>, &'a [T])>,
 }
 
 /// The gate blocks of the first recurrent product.

@@ -126,6 +126,64 @@ fn widen<T: Float>(v: &[T]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
 
+/// The case's module in `T`, and its x in the configured layout.
+fn module_and_x<T: Float>(case: &Case) -> (Recurrent<T>, Vec<T>) {
+    let c = &case.config;
+    let params = Params::<T>::from_named(
+        c,
+        case.params.iter().map(|t| {
+            (
+                t.name().to_string(),
+                t.shape().to_vec(),
+                cast::<T>(t.data()),
+            )
+        }),
+    )
+    .expect("same tensors");
+    let module = Recurrent::new(c.clone(), params).expect("valid");
+    let x = if c.layout == SeqLayout::BatchMajor {
+        transpose(&case.x, case.shape.steps, case.shape.batch, c.input_size)
+    } else {
+        case.x.clone()
+    };
+    (module, cast(&x))
+}
+
+/// The case's input over `x`, with its lengths and resets.
+fn input_of<'a, T>(case: &'a Case, x: &'a [T]) -> Input<'a, T> {
+    let mut input = Input::new(x, case.shape);
+    if let Some(l) = &case.lengths {
+        input = input.with_lengths(l);
+    }
+    if let Some(r) = &case.resets {
+        input = input.with_resets(r);
+    }
+    input
+}
+
+/// Runs the case's forward for inference: y (in the configured layout), then h_n and c_n.
+pub fn run_ours_inference<T: Float>(case: &Case) -> Vec<f64> {
+    let (module, x) = module_and_x::<T>(case);
+    let mut state = State {
+        h: cast::<T>(&case.h0),
+        c: cast::<T>(&case.c0),
+    };
+    let (t, b) = (case.shape.steps, case.shape.batch);
+    let mut y = vec![T::NAN; t * b * case.config.output_size()];
+    module
+        .forward(
+            input_of(case, &x),
+            &mut state,
+            &mut y,
+            &mut Workspace::new(),
+        )
+        .expect("forward");
+    [y, state.h, state.c]
+        .iter()
+        .flat_map(|v| widen(v))
+        .collect()
+}
+
 /// Runs the case through this crate in `T`, in the case's layout, with `dx` requested.
 pub fn run_ours<T: Float>(case: &Case) -> Outcome {
     let c = &case.config;
@@ -145,26 +203,8 @@ pub fn run_ours<T: Float>(case: &Case) -> Outcome {
             v.to_vec()
         }
     };
-    let params = Params::<T>::from_named(
-        c,
-        case.params.iter().map(|t| {
-            (
-                t.name().to_string(),
-                t.shape().to_vec(),
-                cast::<T>(t.data()),
-            )
-        }),
-    )
-    .expect("same tensors");
-    let module = Recurrent::new(c.clone(), params).expect("valid");
-    let x: Vec<T> = cast(&to_layout(&case.x, c.input_size));
-    let mut input = Input::new(&x, case.shape);
-    if let Some(l) = &case.lengths {
-        input = input.with_lengths(l);
-    }
-    if let Some(r) = &case.resets {
-        input = input.with_resets(r);
-    }
+    let (module, x) = module_and_x::<T>(case);
+    let input = input_of(case, &x);
     let mut state = State {
         h: cast::<T>(&case.h0),
         c: cast::<T>(&case.c0),

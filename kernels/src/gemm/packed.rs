@@ -446,6 +446,27 @@ impl<T: Float> Product<'_, '_, T> {
                     }
                     continue;
                 }
+                if full == 0 && rows <= 4 && S::REGISTER_COUNT >= 32 {
+                    // A few rows read each panel of W once: two sub-panels at a time keep
+                    // two streams of it in flight (as a single row does above).
+                    let block = panel_of(0, rows);
+                    for j in (0..tiles).step_by(2) {
+                        match (tile_at(j), tile_at(j + 1)) {
+                            (Some(a), Some(b)) => Tile { block, ..a }.run_rows_pair::<NV>(
+                                Tile { block, ..b },
+                                s,
+                                rows,
+                                beta,
+                                &mut c,
+                            ),
+                            (Some(a), None) => {
+                                Tile { block, ..a }.run_rows::<NV>(s, rows, beta, &mut c)
+                            }
+                            _ => {}
+                        }
+                    }
+                    continue;
+                }
                 for tile in (0..tiles).map_while(tile_at) {
                     for r in (0..full).step_by(MR) {
                         let t = Tile {
@@ -590,6 +611,111 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
                 _ => t.run::<1, NV>(s, beta, c),
             };
         }
+    }
+
+    /// [`Self::run_rows`] of this tile and `other` (the next sub-panel, same rows) together,
+    /// step by step, each with its own accumulators: two streams of W in flight instead of
+    /// one, for the few-row products whose weights come from L3 or memory. Each tile keeps
+    /// the arithmetic of [`Self::run`], so a column's result does not depend on its pair.
+    #[inline(always)]
+    fn run_rows_pair<const NV: usize>(
+        self,
+        other: Self,
+        s: S,
+        rows: usize,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) {
+        let mut done = 0;
+        while done < rows {
+            let (a, b) = (
+                Tile {
+                    r: self.r + done,
+                    ..self
+                },
+                Tile {
+                    r: other.r + done,
+                    ..other
+                },
+            );
+            done += match rows - done {
+                4.. => a.run_pair_rows::<4, NV>(b, s, beta, c),
+                2..=3 => a.run_pair_rows::<2, NV>(b, s, beta, c),
+                _ => {
+                    a.run_pair::<NV>(b, s, beta, c);
+                    1
+                }
+            };
+        }
+    }
+
+    /// [`Self::run`] of `R` rows for this tile and `other` together; returns R.
+    #[inline(always)]
+    fn run_pair_rows<const R: usize, const NV: usize>(
+        self,
+        other: Self,
+        s: S,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) -> usize {
+        // The sets of `run` for these R.
+        match R * NV {
+            0..=4 => self.run_pair_sets::<R, NV, 2>(other, s, beta, c),
+            _ => self.run_pair_sets::<R, NV, 1>(other, s, beta, c),
+        }
+    }
+
+    #[inline(always)]
+    fn run_pair_sets<const R: usize, const NV: usize, const SETS: usize>(
+        self,
+        other: Self,
+        s: S,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) -> usize {
+        let zero = T::v_splat(s, T::ZERO);
+        let mut first = [[[zero; NV]; R]; SETS];
+        let mut second = first;
+        self.prefetch_c::<R>(c);
+        other.prefetch_c::<R>(c);
+        if self.k1 > self.k0 {
+            let rpr = self.regs_per_row;
+            // Both tiles read the same rows of A, so their A pointers and strides agree.
+            let (w1, a, a_step, a_row, len) = if self.block.row_major {
+                self.pointers::<R, NV, true>()
+            } else {
+                self.pointers::<R, NV, false>()
+            };
+            let (w2, ..) = if other.block.row_major {
+                other.pointers::<R, NV, true>()
+            } else {
+                other.pointers::<R, NV, false>()
+            };
+            let groups = len / SETS * SETS;
+            for kk in (0..groups).step_by(SETS) {
+                for j in 0..SETS {
+                    let k = kk + j;
+                    let a_k = a.wrapping_add(k * a_step);
+                    let (w1_k, w2_k) = (w1.wrapping_add(k * rpr), w2.wrapping_add(k * rpr));
+                    // SAFETY: k < len for both tiles (same k range), within what `pointers`
+                    // checked for each.
+                    unsafe { Self::step::<R, NV>(s, w1_k, a_k, a_row, &mut first[j]) };
+                    // SAFETY: as above.
+                    unsafe { Self::step::<R, NV>(s, w2_k, a_k, a_row, &mut second[j]) };
+                }
+            }
+            for k in groups..len {
+                let a_k = a.wrapping_add(k * a_step);
+                let (w1_k, w2_k) = (w1.wrapping_add(k * rpr), w2.wrapping_add(k * rpr));
+                // SAFETY: as above, k < len.
+                unsafe { Self::step::<R, NV>(s, w1_k, a_k, a_row, &mut first[0]) };
+                // SAFETY: as above.
+                unsafe { Self::step::<R, NV>(s, w2_k, a_k, a_row, &mut second[0]) };
+            }
+        }
+        self.store::<R, NV>(s, Self::sum_sets(s, first), beta, c);
+        other.store::<R, NV>(s, Self::sum_sets(s, second), beta, c);
+        R
     }
 
     /// `C[rows, cols] <- A[rows, k0..k1] W_sub + beta C` for `R` rows; returns R.
