@@ -12,7 +12,7 @@
 //! 7.1%, H = 512 batch 1 the same. The pieces' arithmetic is that of the one-thread loop
 //! column by column and unit by unit, so the results are bitwise the same.
 
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError};
 
 use arrayvec::ArrayVec;
 use fused_rnn_kernels::gemm::packed::{PackedRef, gemm_packed, panel_width};
@@ -20,8 +20,7 @@ use fused_rnn_kernels::pointwise::lstm::{LstmFwdPointwise, lstm_fwd_pointwise};
 use fused_rnn_kernels::{Float, MatMut, MatRef, Rows, RowsMut};
 
 use super::forward::DirForward;
-use super::plan::pool_threads;
-use super::team::{MAX_UNITS, run_team};
+use super::team::MAX_UNITS;
 use super::unit_blocks::unit_block;
 use crate::layout::block;
 
@@ -85,24 +84,13 @@ impl<T: Float> DirForward<'_, T> {
             parts.push(Mutex::new(part));
             rest = tail;
         }
-        let first = self.open_step(0);
-        let threads = pool_threads(self.par);
-        let me = RwLock::new(self);
-        run_team(
-            threads,
-            first,
-            parts.len(),
-            |k, u| {
-                let me = me.read().unwrap_or_else(PoisonError::into_inner);
-                let mut out = parts[u].lock().unwrap_or_else(PoisonError::into_inner);
+        self.run_parts(
+            &parts,
+            |me, k, u, out| {
                 let piece = Piece::new(u, per, total, unit, s.batch);
-                me.block_piece(k, piece, blocks, &mut out);
+                me.block_piece(k, piece, blocks, out);
             },
-            |k| {
-                let mut me = me.write().unwrap_or_else(PoisonError::into_inner);
-                me.close_blocks(k, (per, total, unit), &parts);
-                me.open_step(k + 1)
-            },
+            |me, k, parts| me.close_blocks(k, (per, total, unit), parts),
         );
     }
 

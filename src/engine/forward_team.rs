@@ -51,6 +51,22 @@ impl<T: Float> DirForward<'_, T> {
             .chunks_mut(rows * per * panel_width::<T>())
             .map(Mutex::new)
             .collect();
+        self.run_parts(
+            &parts,
+            |me, k, u, out| me.piece(k, u, per, out),
+            |me, k, parts| me.close_step(k, parts),
+        );
+    }
+
+    /// All steps on a team whose pieces write `parts` (one each): `piece(me, k, u, out)`
+    /// computes piece `u` of step `k` into its part, `close(me, k, parts)` the rest of step
+    /// `k` once all its pieces are done; then the next step opens.
+    pub(super) fn run_parts(
+        &mut self,
+        parts: &[Mutex<&mut [T]>],
+        piece: impl Fn(&Self, usize, usize, &mut [T]) + Sync,
+        close: impl Fn(&mut Self, usize, &[Mutex<&mut [T]>]) + Sync,
+    ) {
         let first = self.open_step(0);
         let threads = pool_threads(self.par);
         let me = RwLock::new(self);
@@ -61,11 +77,11 @@ impl<T: Float> DirForward<'_, T> {
             |k, u| {
                 let me = me.read().unwrap_or_else(PoisonError::into_inner);
                 let mut out = parts[u].lock().unwrap_or_else(PoisonError::into_inner);
-                me.piece(k, u, per, &mut out);
+                piece(&me, k, u, &mut out);
             },
             |k| {
                 let mut me = me.write().unwrap_or_else(PoisonError::into_inner);
-                me.close_step(k, &parts);
+                close(&mut me, k, parts);
                 me.open_step(k + 1)
             },
         );
