@@ -158,6 +158,9 @@ impl<T: Float> Prepared<T> {
                     unit_blocks::pack(&s, w, &mut p.data);
                     prep.bias_blocks.resize(s.gh(), T::ZERO);
                     unit_blocks::order(&s, &prep.bias, &mut prep.bias_blocks);
+                } else {
+                    // Never a stale layout of another module's weights.
+                    prep.blocks = None;
                 }
             }
         }

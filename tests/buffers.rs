@@ -1,5 +1,6 @@
 //! The reserve and workspace sizes are the documented formulas, calls use exactly that much,
-//! inference equals training forward bit for bit, and a reserve is reused without growing.
+//! inference equals training forward bit for bit, a reserve is reused without growing, and one
+//! workspace serves several modules.
 
 mod common;
 
@@ -120,4 +121,39 @@ fn zero_steps_pass_the_state_through() {
         assert_eq!(d_state, before, "with no steps dL/d(initial) = dL/d(final)");
         assert!(grads.iter().all(|t| t.data().iter().all(|&g| g == 0.0)));
     }
+}
+
+/// One workspace serving several modules in turn (each call repacks for its module) gives
+/// each the bits of a fresh workspace, including after a module whose small batches on two
+/// threads packed its LSTM weights by unit blocks and a next one that cannot use them.
+#[test]
+fn a_workspace_shared_by_modules_gives_each_its_own_results() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let shape = SeqShape::new(3, 1);
+    let configs = [
+        Config::lstm(16, 192),
+        Config::lstm(16, 192).with_proj_size(64),
+        Config::gru(16, 192),
+        Config::lstm(16, 256),
+        Config::lstm(16, 192),
+    ];
+    let run = |m: &Recurrent<f32>, ws: &mut Workspace<f32>| {
+        let x: Vec<f32> = (0..3 * 16).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut y = vec![0.0f32; 3 * m.config().output_size()];
+        let mut state = m.zero_state(1);
+        m.forward(Input::new(&x, shape), &mut state, &mut y, ws)
+            .unwrap();
+        y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    pool.install(|| {
+        let mut shared = Workspace::new();
+        for (i, config) in configs.into_iter().enumerate() {
+            let m = Recurrent::<f32>::with_seed(config, i as u64).unwrap();
+            let fresh = run(&m, &mut Workspace::new());
+            assert!(run(&m, &mut shared) == fresh, "module {i}");
+        }
+    });
 }
