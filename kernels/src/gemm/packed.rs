@@ -336,6 +336,14 @@ impl<T: Float> WithSimd for Product<'_, '_, T> {
 /// fewer registers per step, see [`Tile::run`].
 const PAIR_SETS: usize = 2;
 
+/// Accumulator sets of a tile with `accumulators` (rows x registers) accumulators: an FMA
+/// waits for the previous one on its accumulator (4 cycles), so with 4 or fewer alternate
+/// steps go to two independent sets, summed at the end. One rule for [`Tile::run`] and
+/// [`Tile::run_rows_pair`], so that a column's bits never depend on whether it was paired.
+const fn accumulator_sets(accumulators: usize) -> usize {
+    if accumulators <= 4 { 2 } else { 1 }
+}
+
 /// Rows of A as the microkernel reads them: step by step, element (r, kk) at
 /// `data[kk * cs + r]`, or row by row at the packed stride, `data[r * PACK_LD + kk]`.
 #[derive(Clone, Copy)]
@@ -660,13 +668,13 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         beta: T,
         c: &mut MatMut<'_, T>,
     ) -> usize {
-        // The sets of `run` for these R.
-        match R * NV {
-            0..=4 => self.run_pair_sets::<R, NV, 2>(other, s, beta, c),
+        match accumulator_sets(R * NV) {
+            2 => self.run_pair_sets::<R, NV, 2>(other, s, beta, c),
             _ => self.run_pair_sets::<R, NV, 1>(other, s, beta, c),
         }
     }
 
+    /// [`Self::run_pair_rows`] with `SETS` accumulator sets per tile.
     #[inline(always)]
     fn run_pair_sets<const R: usize, const NV: usize, const SETS: usize>(
         self,
@@ -717,12 +725,8 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     /// `C[rows, cols] <- A[rows, k0..k1] W_sub + beta C` for `R` rows; returns R.
     #[inline(always)]
     fn run<const R: usize, const NV: usize>(self, s: S, beta: T, c: &mut MatMut<'_, T>) -> usize {
-        // An FMA waits for the previous one on its accumulator (4 cycles); with 1 or 2 rows
-        // there are too few accumulators to hide that, so alternate steps go to independent
-        // sets, summed at the end.
-        match R * NV {
-            0..=2 => self.run_sets::<R, NV, PAIR_SETS>(s, beta, c),
-            3..=4 => self.run_sets::<R, NV, 2>(s, beta, c),
+        match accumulator_sets(R * NV) {
+            2 => self.run_sets::<R, NV, 2>(s, beta, c),
             _ => self.run_sets::<R, NV, 1>(s, beta, c),
         }
     }
