@@ -14,10 +14,11 @@ if [ "$mode" = asan ] && ! rustup toolchain list 2>/dev/null | grep -q '^nightly
     echo "no nightly toolchain: using valgrind"
     mode=valgrind
 fi
-# The safe crate's tests that reach every kernel: references on random shapes, buffers,
-# determinism across thread counts, robustness, thread safety, truncated BPTT.
-safe_tests=(--test reference --test buffers --test determinism --test robustness
-    --test thread_safety --test tbptt --test gradcheck)
+# The safe crate's tests that reach every kernel (modules of the one integration binary):
+# references on random shapes, buffers, determinism across thread counts, robustness, thread
+# safety, truncated BPTT, gradient checks.
+safe_tests=(--test integration -- reference:: buffers:: determinism:: robustness::
+    thread_safety:: tbptt:: gradcheck::)
 
 case "$mode" in
 asan)
@@ -28,7 +29,7 @@ asan)
     cargo +nightly test --target "$target" --target-dir target/asan -p fused-rnn-kernels --features testing
     cargo +nightly test --target "$target" --target-dir target/asan -p fused-rnn "${safe_tests[@]}"
     FUSED_RNN_FORCE_ARCH=scalar cargo +nightly test --target "$target" --target-dir target/asan \
-        -p fused-rnn --test reference
+        -p fused-rnn --test integration -- reference::
     echo "AddressSanitizer: clean"
     ;;
 valgrind)

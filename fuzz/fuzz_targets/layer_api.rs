@@ -7,7 +7,7 @@
 
 #![no_main]
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/integration/common.rs"]
 mod common;
 
 use arbitrary::Arbitrary;

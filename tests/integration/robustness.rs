@@ -6,7 +6,7 @@
 //! appears exactly where the reference has NaN, and nothing panics. NaN in one sequence never
 //! leaks into another.
 
-mod common;
+use crate::common;
 
 use common::{Case, Outcome, compare, run_ours, run_reference};
 use fused_rnn::check::{check_call, check_sequence};

@@ -2,7 +2,7 @@
 //! and `Parallelism::Sequential` give identical outputs, states and gradients, on shapes that
 //! take every parallel path (batch chunks, column-split step products, both directions).
 
-mod common;
+use crate::common;
 
 use fused_rnn::{CellKind, Config, Parallelism, SeqLayout, SeqShape};
 

@@ -2,7 +2,7 @@
 //! disjoint windows from the carried, detached state; TBPTT(k1, k2) backpropagates the new
 //! steps' loss through up to `k2 - k1` older steps as well.
 
-mod common;
+use crate::common;
 
 use common::{Case, run_reference};
 use fused_rnn::{CellKind, Config, Error, Recurrent, SeqShape, Tbptt, Truncation};

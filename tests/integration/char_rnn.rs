@@ -1,22 +1,9 @@
-//! The char-rnn job (examples/char_rnn): its modules are compiled into this test as they
-//! are, and its binary (built by `cargo test` with the other examples) is run for what only
-//! a process can show: exit codes, error messages, and checkpoints that survive SIGKILL.
+//! The char-rnn job (examples/char_rnn): its modules are compiled into this test binary as
+//! they are (see `main.rs`), and its binary (built by `cargo test` with the other examples)
+//! is run for what only a process can show: exit codes, error messages, and checkpoints that
+//! survive SIGKILL.
 
-#[allow(dead_code)]
-#[path = "../examples/char_rnn/checkpoint.rs"]
-mod checkpoint;
-#[allow(dead_code)]
-#[path = "../examples/char_rnn/corpus.rs"]
-mod corpus;
-#[allow(dead_code)]
-#[path = "../examples/char_rnn/model.rs"]
-mod model;
-#[allow(dead_code)]
-#[path = "../examples/char_rnn/sample.rs"]
-mod sample;
-#[allow(dead_code)]
-#[path = "../examples/char_rnn/train.rs"]
-mod train;
+use crate::{checkpoint, corpus, model, sample, train};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,7 +2,7 @@
 //! inference equals training forward bit for bit, a reserve is reused without growing, and one
 //! workspace serves several modules.
 
-mod common;
+use crate::common;
 
 use fused_rnn::{Backward, CellKind, Config, Input, Recurrent, Reserve, SeqShape, Workspace};
 use proptest::prelude::*;

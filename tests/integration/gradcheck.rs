@@ -1,7 +1,7 @@
 //! Finite-difference gradient checks in f64 (relative error <= 1e-6), on every cell, through
 //! the crate's own layers (the fast path, run in f64) and through the naive reference.
 
-mod common;
+use crate::common;
 
 use fused_rnn::gradcheck::{GradCheck, Variable, check_recurrent, gradcheck};
 use fused_rnn::{CellKind, Config, Input, Nonlinearity, Recurrent, SeqShape, State};

@@ -144,7 +144,7 @@ fn check_case(case: &Value) {
 
 #[test]
 fn matches_pytorch() {
-    let text = include_str!("fixtures/pytorch_golden.json");
+    let text = include_str!("../fixtures/pytorch_golden.json");
     let doc: Value = serde_json::from_str(text).expect("fixture parses");
     let cases = doc["cases"].as_array().expect("cases");
     assert!(cases.len() >= 18, "the fixture lost cases");

@@ -3,7 +3,7 @@
 //! (to 1e-10) and f32 (to the scaled f32 tolerance), with and without per-sequence lengths
 //! and resets, in both layouts.
 
-mod common;
+use crate::common;
 
 use common::{Case, compare, config_and_shape, run_ours, run_reference};
 use proptest::prelude::*;
