@@ -8,7 +8,8 @@
 //! - `proj`:  `[T*B, H] x [H, 4H]`: the input projection over all steps;
 //! - `dw`:    `[4H, T*B] x [T*B, H]`: a weight gradient (A read transposed).
 //!
-//! `cargo bench -p fused-rnn-kernels --bench gemm`
+//! `cargo bench -p fused-rnn-kernels --bench gemm --features compare-gemm` (without the
+//! feature, ours alone: the two crates are only compiled when asked for).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fused_rnn_kernels::gemm::packed::{pack, packed_len};
@@ -30,6 +31,7 @@ fn data(len: usize) -> Vec<f32> {
         .collect()
 }
 
+#[cfg(feature = "compare-gemm")]
 fn gemm_crate(p: &Product, a: &[f32], b: &[f32], c: &mut [f32]) {
     let (rsa, csa) = if p.a_transposed {
         (1, p.m as isize)
@@ -63,6 +65,7 @@ fn gemm_crate(p: &Product, a: &[f32], b: &[f32], c: &mut [f32]) {
     }
 }
 
+#[cfg(feature = "compare-gemm")]
 fn matrixmultiply(p: &Product, a: &[f32], b: &[f32], c: &mut [f32]) {
     let (rsa, csa) = if p.a_transposed {
         (1, p.m as isize)
@@ -148,32 +151,35 @@ fn products(c: &mut Criterion) {
         let mut out = vec![0.0f32; p.m * p.n];
         let mut packed = vec![0.0f32; packed_len::<f32>(p.k, p.n)];
         pack(MatRef::row_major(&b, p.k, p.n, p.n), &mut packed);
-        // The three compute the same product (else the timing would mean nothing).
-        let mut check = vec![vec![0.0f32; p.m * p.n]; 3];
-        ours(arch, p, &a, &b, &packed, &mut check[0]);
-        gemm_crate(p, &a, &b, &mut check[1]);
-        matrixmultiply(p, &a, &b, &mut check[2]);
-        for other in &check[1..] {
-            let diff = check[0]
-                .iter()
-                .zip(other)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0, f32::max);
-            assert!(
-                diff < 1e-3 * p.k as f32,
-                "{name}: the GEMMs disagree by {diff}"
-            );
-        }
         g.throughput(Throughput::Elements((2 * p.m * p.k * p.n) as u64));
         g.bench_function(BenchmarkId::new("ours", name), |bench| {
             bench.iter(|| ours(arch, p, black_box(&a), &b, &packed, &mut out))
         });
-        g.bench_function(BenchmarkId::new("gemm_crate", name), |bench| {
-            bench.iter(|| gemm_crate(p, black_box(&a), &b, &mut out))
-        });
-        g.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
-            bench.iter(|| matrixmultiply(p, black_box(&a), &b, &mut out))
-        });
+        #[cfg(feature = "compare-gemm")]
+        {
+            // The three compute the same product (else the timing would mean nothing).
+            let mut check = vec![vec![0.0f32; p.m * p.n]; 3];
+            ours(arch, p, &a, &b, &packed, &mut check[0]);
+            gemm_crate(p, &a, &b, &mut check[1]);
+            matrixmultiply(p, &a, &b, &mut check[2]);
+            for other in &check[1..] {
+                let diff = check[0]
+                    .iter()
+                    .zip(other)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    diff < 1e-3 * p.k as f32,
+                    "{name}: the GEMMs disagree by {diff}"
+                );
+            }
+            g.bench_function(BenchmarkId::new("gemm_crate", name), |bench| {
+                bench.iter(|| gemm_crate(p, black_box(&a), &b, &mut out))
+            });
+            g.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
+                bench.iter(|| matrixmultiply(p, black_box(&a), &b, &mut out))
+            });
+        }
     }
     g.finish();
 }
