@@ -36,10 +36,6 @@ impl<T: Float> DirForward<'_, T> {
     /// All steps, each product in `units` column pieces (see the module docs).
     pub(super) fn run_steps_team(&mut self, units: usize) {
         if let Some(blocks) = self.step.blocks {
-            let units = std::env::var("UNITS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(units);
             return self.run_steps_blocks(units, blocks);
         }
         let s = self.spec;
