@@ -129,6 +129,11 @@ pub trait Float:
     fn v_reduce_sum<S: Simd>(s: S, a: Self::V<S>) -> Self;
     /// e^x on every lane; see [`crate::math`] for its error bound.
     fn v_exp<S: Simd>(s: S, x: Self::V<S>) -> Self::V<S>;
+    /// [`Self::v_exp`] without its range handling: the same bits for x in
+    /// [`Self::EXP_IN_RANGE`] (and NaN), a wrong result outside.
+    fn v_exp_in_range<S: Simd>(s: S, x: Self::V<S>) -> Self::V<S>;
+    /// The inputs where [`Self::v_exp_in_range`] is [`Self::v_exp`]: `[lo, hi]`.
+    const EXP_IN_RANGE: (Self, Self);
     /// tanh(x) for |x| < [`crate::math::TANH_SMALL`] by an odd polynomial or rational function;
     /// see [`crate::math`].
     fn v_tanh_small<S: Simd>(s: S, x: Self::V<S>) -> Self::V<S>;
@@ -143,7 +148,8 @@ macro_rules! impl_float {
         lt = $lt:ident, gt = $gt:ident, eq = $eq:ident, select = $select:ident,
         pload = $pload:ident, pstore = $pstore:ident, split = $split:ident,
         split_mut = $split_mut:ident, sum = $sum:ident, vec = $vec:ident, mask = $mask:ident,
-        lanes = $lanes:ident, exp = $exp:path, tanh_small = $tanh_small:path) => {
+        lanes = $lanes:ident, exp = $exp:path, exp_in_range = $exp_in_range:path,
+        exp_domain = $exp_domain:path, tanh_small = $tanh_small:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -288,6 +294,11 @@ macro_rules! impl_float {
                 $exp(s, x)
             }
             #[inline(always)]
+            fn v_exp_in_range<S: Simd>(s: S, x: S::$vec) -> S::$vec {
+                $exp_in_range(s, x)
+            }
+            const EXP_IN_RANGE: (Self, Self) = $exp_domain;
+            #[inline(always)]
             fn v_tanh_small<S: Simd>(s: S, x: S::$vec) -> S::$vec {
                 $tanh_small(s, x)
             }
@@ -337,6 +348,8 @@ impl_float!(
     mask = m32s,
     lanes = F32_LANES,
     exp = crate::math::exp_f32,
+    exp_in_range = crate::math::exp_f32_in_range,
+    exp_domain = crate::math::EXP_IN_RANGE_F32,
     tanh_small = crate::math::tanh_small_f32
 );
 
@@ -365,5 +378,7 @@ impl_float!(
     mask = m64s,
     lanes = F64_LANES,
     exp = crate::math::exp_f64,
+    exp_in_range = crate::math::exp_f64_in_range,
+    exp_domain = crate::math::EXP_IN_RANGE_F64,
     tanh_small = crate::math::tanh_small_f64
 );
