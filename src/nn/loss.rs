@@ -2,6 +2,13 @@
 
 use crate::error::{Error, check_len};
 use fused_rnn_kernels::Float;
+use fused_rnn_kernels::math::{VectorFn, map_slice};
+
+/// Classes per call of the vector exp: a row's exps are taken in pieces of this many
+/// through the kernels' SIMD exp (Cephes', within 6e-16 of std's in f64). Calling std's
+/// exp per class was most of this function's time: 2048 rows of 97 classes (a char-rnn
+/// step) 1.05 -> 0.49 ms.
+const EXP_PIECE: usize = 64;
 
 /// The mean cross-entropy (in nats) of `logits` (`[rows, classes]`) against `targets`
 /// (`[rows]`), PyTorch's `CrossEntropyLoss` with mean reduction; writes its gradient with
@@ -30,6 +37,9 @@ pub fn softmax_cross_entropy<T: Float>(
         ));
     }
     let scale = 1.0 / rows.max(1) as f64;
+    let arch = fused_rnn_kernels::arch();
+    // `v - max` and its exp, a piece of a row at a time (on the stack: nothing allocated).
+    let (mut shifted, mut e) = ([0.0f64; EXP_PIECE], [0.0f64; EXP_PIECE]);
     let mut total = 0.0;
     for ((row, d_row), &target) in logits
         .chunks_exact(classes)
@@ -39,22 +49,30 @@ pub fn softmax_cross_entropy<T: Float>(
         let max = row
             .iter()
             .fold(f64::NEG_INFINITY, |m, &v| m.max(v.to_f64()));
-        // One exp per class (the pass's cost at a char-rnn's 100 classes): e^(v - max) waits
-        // in `d_row` until the sum is known.
-        let mut sum = 0.0;
-        for (d, &v) in d_row.iter_mut().zip(row) {
-            let e = (v.to_f64() - max).exp();
-            sum += e;
-            *d = T::from_f64(e);
+        let (mut sum, mut e_target) = (0.0, 0.0);
+        for (piece, (vals, d)) in row
+            .chunks(EXP_PIECE)
+            .zip(d_row.chunks_mut(EXP_PIECE))
+            .enumerate()
+        {
+            let n = vals.len();
+            for (x, &v) in shifted.iter_mut().zip(vals) {
+                *x = v.to_f64() - max;
+            }
+            map_slice(arch, VectorFn::Exp, &shifted[..n], &mut e[..n]);
+            for (d, &ej) in d.iter_mut().zip(&e[..n]) {
+                sum += ej;
+                *d = T::from_f64(ej);
+            }
+            if let Some(j) = target.checked_sub(piece * EXP_PIECE).filter(|&j| j < n) {
+                e_target = e[j];
+            }
         }
         total += sum.ln() + max - row[target].to_f64();
         let to_grad = scale / sum;
         for d in d_row.iter_mut() {
             *d = T::from_f64(d.to_f64() * to_grad);
         }
-        // p - 1 from the target's e in f64 (not its copy in T), so it keeps its digits when
-        // p is near 1.
-        let e_target = (row[target].to_f64() - max).exp();
         d_row[target] = T::from_f64((e_target / sum - 1.0) * scale);
     }
     Ok(total * scale)
