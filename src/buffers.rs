@@ -14,6 +14,7 @@ use crate::input::SeqShape;
 use crate::params::Params;
 use crate::prepared::{Pass, Prepared};
 use fused_rnn_kernels::Float;
+use fused_rnn_kernels::aligned::AlignedBuf;
 
 /// Scratch memory for one call at a time, reusable across calls and modules.
 ///
@@ -22,7 +23,8 @@ use fused_rnn_kernels::Float;
 /// calls do not.
 #[derive(Clone, Debug)]
 pub struct Workspace<T> {
-    buf: Vec<T>,
+    /// Cache-line aligned, as the kernels' vector loads want (see [`AlignedBuf`]).
+    buf: AlignedBuf<T>,
     /// Per [`Pass::slot`]: which module (id, parameter version) and pass the slot was
     /// prepared for.
     prepared: [PreparedSlot<T>; 2],
@@ -41,17 +43,16 @@ impl<T: Float> Workspace<T> {
     /// An empty workspace; the first call grows it.
     pub fn new() -> Self {
         Workspace {
-            buf: Vec::new(),
+            buf: AlignedBuf::new(),
             prepared: [(None, None), (None, None)],
         }
     }
     /// A workspace of `len` elements (from [`Recurrent::workspace_len`](crate::Recurrent::workspace_len)),
     /// so that no call allocates.
     pub fn with_len(len: usize) -> Self {
-        Workspace {
-            buf: vec![T::ZERO; len],
-            ..Self::new()
-        }
+        let mut w = Self::new();
+        w.buf.resize(len);
+        w
     }
     /// Its current length in elements.
     pub fn len(&self) -> usize {
@@ -71,7 +72,7 @@ impl<T: Float> Workspace<T> {
         (pass, blocks): (Pass, bool),
     ) -> (&mut [T], &Prepared<T>) {
         if self.buf.len() < len {
-            self.buf.resize(len, T::ZERO);
+            self.buf.resize(len);
         }
         let (held, slot) = &mut self.prepared[pass.slot()];
         if *held != Some((key, pass)) {
@@ -82,7 +83,7 @@ impl<T: Float> Workspace<T> {
         if blocks {
             prepared.fill_blocks(config, params);
         }
-        (&mut self.buf[..len], prepared)
+        (&mut self.buf.as_mut_slice()[..len], prepared)
     }
 }
 
@@ -109,7 +110,8 @@ impl fmt::Display for ReserveShape {
 /// the same module for the shape it is asked about.
 #[derive(Clone, Debug)]
 pub struct Reserve<T> {
-    pub(crate) buf: Vec<T>,
+    /// Cache-line aligned (see [`AlignedBuf`]).
+    pub(crate) buf: AlignedBuf<T>,
     pub(crate) stamp: Option<Stamp>,
     pub(crate) lengths: Vec<usize>,
     pub(crate) resets: Vec<bool>,
@@ -135,7 +137,7 @@ impl<T: Float> Reserve<T> {
     /// An empty reserve; the first `forward_train` grows it.
     pub fn new() -> Self {
         Reserve {
-            buf: Vec::new(),
+            buf: AlignedBuf::new(),
             stamp: None,
             lengths: Vec::new(),
             resets: Vec::new(),
@@ -148,7 +150,7 @@ impl<T: Float> Reserve<T> {
     /// If the size overflows.
     pub fn for_shape(module: &crate::Recurrent<T>, shape: SeqShape) -> Result<Self, crate::Error> {
         let mut r = Self::new();
-        r.buf = vec![T::ZERO; module.reserve_len(shape)?];
+        r.buf.resize(module.reserve_len(shape)?);
         r.lengths.reserve(shape.batch);
         r.resets.reserve(shape.steps * shape.batch);
         Ok(r)

@@ -25,6 +25,7 @@
 //! version of its parameters and the pass: the first call after a change repacks in place
 //! (no allocation after the first time), later calls reuse them.
 
+use fused_rnn_kernels::aligned::AlignedBuf;
 use fused_rnn_kernels::gemm::packed::{PackedRef, pack_on, packed_len};
 use fused_rnn_kernels::{CellKind, Float, MatRef};
 
@@ -33,10 +34,10 @@ use crate::engine::plan::gemm_threads;
 use crate::engine::{DirSpec, DirWeights, StepWeights, combine_biases, first_gates, unit_blocks};
 use crate::params::Params;
 
-/// A packed matrix that owns its buffer.
+/// A packed matrix that owns its buffer (cache-line aligned: see [`AlignedBuf`]).
 #[derive(Clone, Debug)]
 pub(crate) struct Packed<T> {
-    data: Vec<T>,
+    data: AlignedBuf<T>,
     k: usize,
     n: usize,
 }
@@ -50,16 +51,16 @@ impl<T: Float> Packed<T> {
             return;
         };
         let p = slot.get_or_insert_with(|| Packed {
-            data: Vec::new(),
+            data: AlignedBuf::new(),
             k: 0,
             n: 0,
         });
         (p.k, p.n) = (w.rows(), w.cols());
-        p.data.resize(packed_len::<T>(p.k, p.n), T::ZERO);
-        pack_on(threads, w, &mut p.data);
+        p.data.resize(packed_len::<T>(p.k, p.n));
+        pack_on(threads, w, p.data.as_mut_slice());
     }
     fn view(&self) -> PackedRef<'_, T> {
-        PackedRef::from_packed(&self.data, self.k, self.n)
+        PackedRef::from_packed(self.data.as_slice(), self.k, self.n)
     }
 }
 
@@ -149,13 +150,13 @@ impl<T: Float> Prepared<T> {
                     let p = params.layer(layer, dir);
                     let w = MatRef::new(p.w_hh, s.hout, s.gh(), 1, s.hout);
                     let p = prep.blocks.get_or_insert_with(|| Packed {
-                        data: Vec::new(),
+                        data: AlignedBuf::new(),
                         k: 0,
                         n: 0,
                     });
                     (p.k, p.n) = (w.rows(), w.cols());
-                    p.data.resize(packed_len::<T>(p.k, p.n), T::ZERO);
-                    unit_blocks::pack(&s, w, &mut p.data);
+                    p.data.resize(packed_len::<T>(p.k, p.n));
+                    unit_blocks::pack(&s, w, p.data.as_mut_slice());
                     prep.bias_blocks.resize(s.gh(), T::ZERO);
                     unit_blocks::order(&s, &prep.bias, &mut prep.bias_blocks);
                 } else {

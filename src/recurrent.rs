@@ -244,7 +244,7 @@ impl<T: Float> Recurrent<T> {
         let need = self.reserve_len(input.shape)?;
         let ws_len = self.workspace_len(input.shape)?;
         if reserve.buf.len() < need {
-            reserve.buf.resize(need, T::ZERO);
+            reserve.buf.resize(need);
         }
         reserve.stamp = None;
         let seed = reserve.dropout_seed;
@@ -255,7 +255,7 @@ impl<T: Float> Recurrent<T> {
             input.x,
             state,
             y,
-            &mut reserve.buf[..need],
+            &mut reserve.buf.as_mut_slice()[..need],
             seed,
             scratch,
         );
@@ -339,7 +339,14 @@ impl<T: Float> Recurrent<T> {
         let Backward { d_state, dx, grads } = out;
         let (call, scratch) = self.call(&input, Pass::Backward, ws, ws_len);
         let out = BackwardOut { d_state, dx, grads };
-        driver::backward(&call, input.x, dy, &reserve.buf[..need], out, scratch);
+        driver::backward(
+            &call,
+            input.x,
+            dy,
+            &reserve.buf.as_slice()[..need],
+            out,
+            scratch,
+        );
         Ok(())
     }
 }

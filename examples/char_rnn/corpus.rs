@@ -5,6 +5,10 @@
 /// The source files of both crates, in path order.
 pub const SOURCES: &[(&str, &str)] = &[
     (
+        "kernels/src/aligned.rs",
+        include_str!("../../kernels/src/aligned.rs"),
+    ),
+    (
         "kernels/src/cell.rs",
         include_str!("../../kernels/src/cell.rs"),
     ),

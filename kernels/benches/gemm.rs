@@ -12,6 +12,7 @@
 //! feature, ours alone: the two crates are only compiled when asked for).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fused_rnn_kernels::aligned::AlignedBuf;
 use fused_rnn_kernels::gemm::packed::{pack, packed_len};
 use fused_rnn_kernels::gemm::{MatMut, MatRef, gemm, gemm_prepacked};
 use fused_rnn_kernels::{Arch, arch};
@@ -113,13 +114,25 @@ fn products(c: &mut Criterion) {
     let arch = arch();
     let (t, h) = (25, 512);
     let mut cases = Vec::new();
-    for b in [1, 4, 16, 32, 64] {
+    for b in [1, 4, 8, 16, 32, 64] {
         cases.push((
             format!("step_h{h}_b{b}"),
             Product {
                 m: b,
                 k: h,
                 n: 4 * h,
+                a_transposed: false,
+            },
+        ));
+    }
+    for b in [8, 16] {
+        // The backward step: dL/dh = dG W_hh, against W_hh packed.
+        cases.push((
+            format!("step_back_h{h}_b{b}"),
+            Product {
+                m: b,
+                k: 4 * h,
+                n: h,
                 a_transposed: false,
             },
         ));
@@ -149,17 +162,20 @@ fn products(c: &mut Criterion) {
     for (name, p) in &cases {
         let (a, b) = (data(p.m * p.k), data(p.k * p.n));
         let mut out = vec![0.0f32; p.m * p.n];
-        let mut packed = vec![0.0f32; packed_len::<f32>(p.k, p.n)];
-        pack(MatRef::row_major(&b, p.k, p.n, p.n), &mut packed);
+        // Cache-line aligned, as the crate keeps its packed weights.
+        let mut packed = AlignedBuf::new();
+        packed.resize(packed_len::<f32>(p.k, p.n));
+        pack(MatRef::row_major(&b, p.k, p.n, p.n), packed.as_mut_slice());
+        let packed = packed.as_slice();
         g.throughput(Throughput::Elements((2 * p.m * p.k * p.n) as u64));
         g.bench_function(BenchmarkId::new("ours", name), |bench| {
-            bench.iter(|| ours(arch, p, black_box(&a), &b, &packed, &mut out))
+            bench.iter(|| ours(arch, p, black_box(&a), &b, packed, &mut out))
         });
         #[cfg(feature = "compare-gemm")]
         {
             // The three compute the same product (else the timing would mean nothing).
             let mut check = vec![vec![0.0f32; p.m * p.n]; 3];
-            ours(arch, p, &a, &b, &packed, &mut check[0]);
+            ours(arch, p, &a, &b, packed, &mut check[0]);
             gemm_crate(p, &a, &b, &mut check[1]);
             matrixmultiply(p, &a, &b, &mut check[2]);
             for other in &check[1..] {

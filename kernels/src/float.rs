@@ -10,6 +10,8 @@ use core::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAss
 
 use pulp::Simd;
 
+use crate::aligned::AlignedBuf;
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -62,7 +64,7 @@ pub trait Float:
     /// This thread's packing buffers for products whose callers give no scratch (see
     /// `gemm::scratch`); one set per element type.
     #[doc(hidden)]
-    fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<Vec<Self>>; 2]>;
+    fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<AlignedBuf<Self>>; 2]>;
 
     /// Converts from `f64`, rounding to nearest.
     fn from_f64(x: f64) -> Self;
@@ -159,10 +161,11 @@ macro_rules! impl_float {
             const EPSILON: Self = $t::EPSILON;
             const NAME: &'static str = $name;
 
-            fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<Vec<Self>>; 2]> {
+            fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<AlignedBuf<Self>>; 2]> {
                 thread_local! {
-                    static SLOTS: [core::cell::RefCell<Vec<$t>>; 2] =
-                        const { [core::cell::RefCell::new(Vec::new()), core::cell::RefCell::new(Vec::new())] };
+                    static SLOTS: [core::cell::RefCell<AlignedBuf<$t>>; 2] = const {
+                        [core::cell::RefCell::new(AlignedBuf::new()), core::cell::RefCell::new(AlignedBuf::new())]
+                    };
                 }
                 &SLOTS
             }

@@ -14,6 +14,7 @@
 //! AVX2+FMA, scalar), unless the environment variable `FUSED_RNN_FORCE_ARCH` names one
 //! (`scalar`, `avx2`, `avx512`); tests run the whole suite a second time with `scalar`.
 
+pub mod aligned;
 pub mod cell;
 pub mod float;
 pub mod gemm;

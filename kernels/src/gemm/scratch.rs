@@ -7,6 +7,7 @@
 //! when a thread waiting inside a product steals another product's task from rayon, packs
 //! into a temporary buffer instead.
 
+use crate::aligned::AlignedBuf;
 use crate::float::Float;
 
 /// Which buffer.
@@ -26,12 +27,14 @@ pub(crate) fn with_scratch<T: Float, R>(
 ) -> R {
     T::scratch_slots().with(|slots| match slots[slot as usize].try_borrow_mut() {
         Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, T::ZERO);
-            }
-            f(&mut buf[..len])
+            buf.resize(len);
+            f(buf.as_mut_slice())
         }
-        Err(_) => f(&mut vec![T::ZERO; len]),
+        Err(_) => {
+            let mut own = AlignedBuf::new();
+            own.resize(len);
+            f(own.as_mut_slice())
+        }
     })
 }
 
