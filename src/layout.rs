@@ -40,6 +40,9 @@ use fused_rnn_kernels::gemm::packed::a_scratch_len;
 /// The most batch chunks a call cuts (see the module docs).
 pub(crate) const MAX_CHUNKS: usize = 16;
 
+/// The most tasks a layer's time loops make: one per (direction, chunk).
+pub(crate) const MAX_TASKS: usize = 2 * MAX_CHUNKS;
+
 /// The number of batch chunks for `batch` sequences (see the module docs).
 pub(crate) fn batch_chunks(batch: usize) -> usize {
     (batch / 8).clamp(1, MAX_CHUNKS)

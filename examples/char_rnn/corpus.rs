@@ -25,6 +25,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/gemm/packed.rs"),
     ),
     (
+        "kernels/src/gemm/packed/group.rs",
+        include_str!("../../kernels/src/gemm/packed/group.rs"),
+    ),
+    (
         "kernels/src/gemm/scratch.rs",
         include_str!("../../kernels/src/gemm/scratch.rs"),
     ),
@@ -126,6 +130,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../src/engine/backward.rs"),
     ),
     (
+        "src/engine/backward_lockstep.rs",
+        include_str!("../../src/engine/backward_lockstep.rs"),
+    ),
+    (
         "src/engine/driver.rs",
         include_str!("../../src/engine/driver.rs"),
     ),
@@ -140,6 +148,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "src/engine/forward_fused.rs",
         include_str!("../../src/engine/forward_fused.rs"),
+    ),
+    (
+        "src/engine/forward_lockstep.rs",
+        include_str!("../../src/engine/forward_lockstep.rs"),
     ),
     (
         "src/engine/forward_team.rs",

@@ -12,7 +12,7 @@ use fused_rnn_kernels::pointwise::gru::{
 };
 use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwise, lstm_bwd_pointwise};
 use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
-use fused_rnn_kernels::{Arch, CellKind, Float, Rows};
+use fused_rnn_kernels::{Arch, CellKind, Float, MatRef, Rows};
 
 use super::plan::{StepScratch, step_product};
 use super::{DirSpec, Masks, StepRows, StepWeights, mat, rows, rows_mut};
@@ -63,11 +63,30 @@ pub(crate) struct DirBackward<'a, T> {
     pub scratch: BwdScratch<'a, T>,
 }
 
-impl<T: Float> DirBackward<'_, T> {
+impl<'a, T: Float> DirBackward<'a, T> {
     pub fn run(mut self) {
+        let mut bufs = self.start();
+        for k in (0..self.spec.steps).rev() {
+            let t = self.spec.time(k);
+            if self.masks.all_inactive(t) {
+                self.skip(t, &mut bufs);
+            } else {
+                let (cols, beta) = self.step_pointwise(t, &mut bufs);
+                let (run, w) = ((self.arch, self.par), self.step.first);
+                let (dg, dh_out, sc) = self.product_operands(t, cols, &mut bufs);
+                step_product(run, dg, w, beta, dh_out, sc);
+                self.step_end(t, &mut bufs);
+            }
+            bufs.cur ^= 1;
+        }
+        self.finish(bufs);
+    }
+
+    /// Takes the dL/dh and dL/dc carries out of the scratch, starting from the final
+    /// state's gradients (which then collect the initial state's).
+    pub(super) fn start(&mut self) -> Carries<'a, T> {
         let s = self.spec;
         let (b, h, hout) = (s.batch, s.hidden, s.hout);
-        // The carries leave `self.scratch` so the steps can borrow `self` beside them.
         let (dh_cur, dh_next) = std::mem::take(&mut self.scratch.dh).split_at_mut(b * hout);
         dh_cur.copy_from_slice(self.d_h);
         self.d_h.fill(T::ZERO);
@@ -76,29 +95,43 @@ impl<T: Float> DirBackward<'_, T> {
         dc_cur.copy_from_slice(self.d_c);
         self.d_c.fill(T::ZERO);
         // `cur` holds the gradient arriving at the step; the step writes `next`; swap.
-        let mut bufs = Carries {
+        Carries {
             dh: [dh_cur, dh_next],
             dc: [dc_cur, dc_next],
             cur: 0,
-        };
-        for k in (0..s.steps).rev() {
-            let t = s.time(k);
-            if self.masks.all_inactive(t) {
-                self.skip(t, &mut bufs);
-            } else {
-                self.step(t, &mut bufs);
-                self.route_resets(t, &mut bufs);
-            }
-            bufs.cur ^= 1;
         }
-        // What reaches the initial position is the initial state's gradient.
+    }
+
+    /// What reaches the initial position is the initial state's gradient.
+    pub(super) fn finish(self, bufs: Carries<'_, T>) {
         add_into(self.d_h, bufs.dh[bufs.cur]);
         add_into(self.d_c, bufs.dc[bufs.cur]);
     }
 
+    /// The operands of step `t`'s last product, `dh_out (+)= dG[:, ..cols] W_hh[..cols]`:
+    /// the step's gate gradients, the carry it writes and the product's scratch.
+    pub(super) fn product_operands<'s>(
+        &'s mut self,
+        t: usize,
+        cols: usize,
+        c: &'s mut Carries<'_, T>,
+    ) -> (MatRef<'s, T>, &'s mut [T], &'s mut StepScratch<'a, T>) {
+        let (b, gh) = (self.spec.batch, self.spec.gh());
+        let dg = mat(&self.scratch.dg[t * b * gh..(t + 1) * b * gh], b, gh).cols_range(0, cols);
+        (dg, c.dh_pair().1, &mut self.scratch.product)
+    }
+
+    /// After step `t`'s last product: padding passes dL/dh through; resets route it.
+    pub(super) fn step_end(&mut self, t: usize, c: &mut Carries<'_, T>) {
+        let hout = self.spec.hout;
+        let (dh_in, dh_out) = c.dh_pair();
+        pass_padding(&self.masks, t, dh_in, dh_out, hout);
+        self.route_resets(t, c);
+    }
+
     /// A step where the whole chunk is padding (forward skipped it): no gate gradients, and
     /// the state's gradient passes through unchanged.
-    fn skip(&mut self, t: usize, c: &mut Carries<'_, T>) {
+    pub(super) fn skip(&mut self, t: usize, c: &mut Carries<'_, T>) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
         self.scratch.dg[t * b * gh..(t + 1) * b * gh].fill(T::ZERO);
@@ -119,23 +152,21 @@ impl<T: Float> DirBackward<'_, T> {
         }
     }
 
-    fn step(&mut self, t: usize, c: &mut Carries<'_, T>) {
+    /// Step `t` up to its last product: the pointwise pass(es) into the gate gradients (and
+    /// a projected LSTM's or reset-before GRU's inner product). Returns the columns of dG
+    /// and the beta of the last product, `dh_out (+)= dG[:, ..cols] W_hh[..cols]` (see
+    /// [`Self::product_operands`]), which the caller runs alone or grouped.
+    pub(super) fn step_pointwise(&mut self, t: usize, c: &mut Carries<'_, T>) -> (usize, T) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
         let (arch, step) = (self.arch, self.step);
         let run = (arch, self.par);
-        let cur = c.cur;
         let gates = rows(&self.tape.gates[t * b * gh..(t + 1) * b * gh], b, gh);
         let entry = s.entry(t);
         let h_prev = &self.tape.h[entry * b * hout..(entry + 1) * b * hout];
         let dg = &mut self.scratch.dg[t * b * gh..(t + 1) * b * gh];
         let dy = self.dy.at(t);
-        let [dh_a, dh_b] = &mut c.dh;
-        let (dh_in, dh_out) = if cur == 0 {
-            (&**dh_a, &mut **dh_b)
-        } else {
-            (&**dh_b, &mut **dh_a)
-        };
+        let ((dh_in, dh_out), (dc_in, dc_out)) = c.pairs();
         let extra_t: &[T] = if self.tape.extra.is_empty() {
             &[]
         } else {
@@ -155,23 +186,10 @@ impl<T: Float> DirBackward<'_, T> {
                     },
                 );
                 zero_padding(&self.masks, t, dg, gh);
-                step_product(
-                    run,
-                    mat(dg, b, gh),
-                    step.first,
-                    T::ZERO,
-                    dh_out,
-                    &mut self.scratch.product,
-                );
+                (gh, T::ZERO)
             }
             CellKind::Lstm => {
                 let c_prev = &self.tape.c[entry * b * h..(entry + 1) * b * h];
-                let [dc_a, dc_b] = &mut c.dc;
-                let (dc_in, dc_out) = if cur == 0 {
-                    (&**dc_a, &mut **dc_b)
-                } else {
-                    (&**dc_b, &mut **dc_a)
-                };
                 let (dm, dy_rows): (&[T], Option<Rows<'_, T>>) = match step.second {
                     // Projected: dL/dh (plus dy) is kept for dW_hr, then taken back through W_hr.
                     Some(w_hr) => {
@@ -211,14 +229,7 @@ impl<T: Float> DirBackward<'_, T> {
                 lstm_bwd_pointwise(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 pass_padding(&self.masks, t, dc_in, dc_out, h);
-                step_product(
-                    run,
-                    mat(dg, b, gh),
-                    step.first,
-                    T::ZERO,
-                    dh_out,
-                    &mut self.scratch.product,
-                );
+                (gh, T::ZERO)
             }
             CellKind::Gru { reset_after: true } => {
                 let d_an = &mut self.scratch.d_an[t * b * h..(t + 1) * b * h];
@@ -235,14 +246,7 @@ impl<T: Float> DirBackward<'_, T> {
                 gru_bwd_pointwise(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 zero_padding(&self.masks, t, d_an, h);
-                step_product(
-                    run,
-                    mat(dg, b, gh),
-                    step.first,
-                    T::ONE,
-                    dh_out,
-                    &mut self.scratch.product,
-                );
+                (gh, T::ONE)
             }
             CellKind::Gru { reset_after: false } => {
                 let pass = GruBwdPointwiseOut {
@@ -268,17 +272,9 @@ impl<T: Float> DirBackward<'_, T> {
                 };
                 gru_bwd_pointwise_gates(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
-                step_product(
-                    run,
-                    mat(dg, b, gh).cols_range(0, 2 * h),
-                    step.first,
-                    T::ONE,
-                    dh_out,
-                    &mut self.scratch.product,
-                );
+                (2 * h, T::ONE)
             }
         }
-        pass_padding(&self.masks, t, dh_in, dh_out, hout);
     }
 
     /// The gradient leaving a step that entered from the initial state (by a reset) goes to
@@ -303,10 +299,28 @@ impl<T: Float> DirBackward<'_, T> {
 }
 
 /// The two dh and dc buffers and which one holds the gradient arriving at the current step.
-struct Carries<'a, T> {
+pub(super) struct Carries<'a, T> {
     dh: [&'a mut [T]; 2],
     dc: [&'a mut [T]; 2],
-    cur: usize,
+    pub cur: usize,
+}
+
+impl<T> Carries<'_, T> {
+    /// dL/dh arriving at the current step, and the buffer for what it passes back.
+    fn dh_pair(&mut self) -> (&[T], &mut [T]) {
+        let [a, b] = &mut self.dh;
+        if self.cur == 0 { (a, b) } else { (b, a) }
+    }
+    /// [`Self::dh_pair`], and the same for dL/dc.
+    #[allow(clippy::type_complexity)]
+    fn pairs(&mut self) -> ((&[T], &mut [T]), (&[T], &mut [T])) {
+        let ([h0, h1], [c0, c1]) = (&mut self.dh, &mut self.dc);
+        if self.cur == 0 {
+            ((h0, h1), (c0, c1))
+        } else {
+            ((h1, h0), (c1, c0))
+        }
+    }
 }
 
 /// Zeroes the rows of sequences at padding at step `t` (their gates had no effect).

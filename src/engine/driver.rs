@@ -12,14 +12,17 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::backward::{BwdScratch, DirBackward, TapeRef};
+use super::backward_lockstep::{back_in_lockstep, run_back_lockstep};
 use super::forward::{DirForward, Tape};
-use super::plan::{StepScratch, gemm_threads, run_tasks};
+use super::forward_lockstep::{run_lockstep, steps_in_lockstep};
+use super::plan::{StepScratch, gemm_threads, lockstep_groups, run_tasks};
 use super::products::{DirGrads, InputBlock, input_gradients, project_inputs, weight_gradients};
 use super::{DirSpec, Masks, StepRows};
 use crate::config::{Config, Parallelism};
 use crate::input::SeqShape;
 use crate::layout::{
-    Carver, Dims, MAX_CHUNKS, ReserveLayout, TapeLens, WorkspaceLens, bwd_task_len, fwd_task_len,
+    Carver, Dims, MAX_CHUNKS, MAX_TASKS, ReserveLayout, TapeLens, WorkspaceLens, bwd_task_len,
+    fwd_task_len,
 };
 use crate::params::Params;
 use crate::prepared::Prepared;
@@ -54,8 +57,6 @@ impl<T: Float> Call<'_, T> {
 type PerChunk<X> = ArrayVec<X, MAX_CHUNKS>;
 /// One item per direction.
 type PerDir<X> = ArrayVec<X, 2>;
-/// One task per (direction, chunk).
-const MAX_TASKS: usize = 2 * MAX_CHUNKS;
 
 /// Splits `buf` into chunk regions of `per_seq * chunk_len` elements each.
 fn chunk_regions<'a, T>(buf: &'a mut [T], d: &Dims, per_seq: usize) -> PerChunk<&'a mut [T]> {
@@ -284,12 +285,48 @@ fn forward_layer<T: Float>(
             }));
         }
     }
-    run_tasks(call.par, &mut tasks, |task| {
-        run_forward_task(call, layer, task)
+    let mut groups = lockstep_groups(&mut tasks, &d, call.par);
+    run_tasks(call.par, &mut groups, |group| {
+        run_forward_group(call, layer, group)
     });
 }
 
-fn run_forward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: FwdTask<'_, T>) {
+/// Runs a group of forward tasks (chunks of one direction): in lockstep where their steps
+/// allow it (see [`super::forward_lockstep`]), else one after the other.
+fn run_forward_group<T: Float>(
+    call: &Call<'_, T>,
+    layer: usize,
+    group: &mut [Option<FwdTask<'_, T>>],
+) {
+    let mut runs = PerChunk::new();
+    let mut states = PerChunk::new();
+    for task in group.iter_mut().filter_map(Option::take) {
+        let (run, state_h, state_c) = dir_forward(call, layer, task);
+        runs.push(run);
+        states.push((state_h, state_c));
+    }
+    if steps_in_lockstep(&runs) {
+        run_lockstep(&mut runs);
+        for (run, (state_h, state_c)) in runs.into_iter().zip(states) {
+            let (h_n, c_n) = run.finals();
+            state_h.copy_from_slice(h_n);
+            state_c.copy_from_slice(c_n);
+        }
+        return;
+    }
+    for (run, (state_h, state_c)) in runs.into_iter().zip(states) {
+        let (h_n, c_n) = run.run();
+        state_h.copy_from_slice(h_n);
+        state_c.copy_from_slice(c_n);
+    }
+}
+
+/// A forward task's time loop, and where its final state goes: `(run, h_n, c_n)`.
+fn dir_forward<'a, T: Float>(
+    call: &Call<'a, T>,
+    layer: usize,
+    task: FwdTask<'a, T>,
+) -> (DirForward<'a, T>, &'a mut [T], &'a mut [T]) {
     let d = call.dims();
     let range = d.chunk(task.chunk);
     let bc = range.len();
@@ -325,9 +362,7 @@ fn run_forward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: FwdTask<'_
         products,
         scratch: StepScratch { a, staging },
     };
-    let (h_n, c_n) = run.run();
-    task.state_h.copy_from_slice(h_n);
-    task.state_c.copy_from_slice(c_n);
+    (run, task.state_h, task.state_c)
 }
 
 /// The step GEMM's part of a task's scratch (see [`crate::layout`]).
@@ -474,7 +509,31 @@ struct BwdTask<'a, T> {
     scratch: &'a mut [T],
 }
 
-fn run_backward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: BwdTask<'_, T>) {
+/// Runs a group of backward tasks (chunks of one direction): in lockstep where their steps
+/// allow it (see [`super::backward_lockstep`]), else one after the other.
+fn run_backward_group<T: Float>(
+    call: &Call<'_, T>,
+    layer: usize,
+    group: &mut [Option<BwdTask<'_, T>>],
+) {
+    let runs: PerChunk<DirBackward<'_, T>> = group
+        .iter_mut()
+        .filter_map(Option::take)
+        .map(|task| dir_backward(call, layer, task))
+        .collect();
+    if back_in_lockstep(&runs) {
+        run_back_lockstep(runs);
+    } else {
+        runs.into_iter().for_each(DirBackward::run);
+    }
+}
+
+/// A backward task's time loop.
+fn dir_backward<'a, T: Float>(
+    call: &Call<'a, T>,
+    layer: usize,
+    task: BwdTask<'a, T>,
+) -> DirBackward<'a, T> {
     let d = call.dims();
     let range = d.chunk(task.chunk);
     let bc = range.len();
@@ -495,7 +554,7 @@ fn run_backward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: BwdTask<'
     let staging_len = bwd_task_len(&d, bc) - dh.len() - dc.len() - step.len() - a.len();
     let staging = c.take(staging_len);
     let (_, step_w) = call.prepared.dir(call.params, layer, task.dir);
-    let run = DirBackward {
+    DirBackward {
         spec,
         arch: call.arch,
         par: call.par,
@@ -514,8 +573,7 @@ fn run_backward_task<T: Float>(call: &Call<'_, T>, layer: usize, task: BwdTask<'
             step,
             product: StepScratch { a, staging },
         },
-    };
-    run.run();
+    }
 }
 
 /// dL/dy of one direction's chunk `range`, read in place: the top layer's from the caller's
@@ -669,9 +727,11 @@ pub(crate) fn backward<T: Float>(
                 }
             }
         }
-        run_tasks(call.par, &mut tasks, |task| {
-            run_backward_task(call, layer, task)
+        let mut groups = lockstep_groups(&mut tasks, &d, call.par);
+        run_tasks(call.par, &mut groups, |group| {
+            run_backward_group(call, layer, group)
         });
+        drop(groups);
         drop(tasks); // Releases the gradient buffers the tasks borrowed.
         // The products over all rows, direction by direction in a fixed order: every weight
         // gradient first (layer 0's read x), then dx (layer 0's may overwrite x's copy).

@@ -88,6 +88,11 @@ impl<'a, T: Float> DirForward<'a, T> {
     /// Runs all steps and returns the final (h, c) from the tape.
     pub fn run(mut self) -> (&'a [T], &'a [T]) {
         self.run_steps();
+        self.finals()
+    }
+
+    /// The final (h, c) in the tape, once every step has run.
+    pub(super) fn finals(self) -> (&'a [T], &'a [T]) {
         let s = self.spec;
         let last = s.last() % self.tape.positions;
         let Tape { h, c, .. } = self.tape;
@@ -100,16 +105,21 @@ impl<'a, T: Float> DirForward<'a, T> {
         (&h[block(last, s.batch, s.hout)], hc)
     }
 
-    fn run_steps(&mut self) {
+    /// Copies the initial state into the tape's initial position, where the steps start.
+    pub(super) fn start(&mut self) {
         let s = self.spec;
         let (b, hout, h) = (s.batch, s.hout, s.hidden);
-        // State positions start from the initial state.
         let init = s.initial() % self.tape.positions;
         self.tape.h[block(init, b, hout)].copy_from_slice(self.h0);
         if s.cell.has_cell_state() {
             self.tape.c[block(init, b, h)].copy_from_slice(self.c0);
         }
-        if b == 0 {
+    }
+
+    fn run_steps(&mut self) {
+        let s = self.spec;
+        self.start();
+        if s.batch == 0 {
             return;
         }
         if let Some(units) = self.team_units() {

@@ -20,7 +20,7 @@ use crate::layout::block;
 /// Hidden units per column block: four panels of every gate (128 units in f32). At a chunk
 /// of 8 rows an LSTM block is 8 x 4 x 128 values, 16 KiB in f32: half of Zen 4's L1.
 /// Measured there with 2, 4 and 8 panels: the same speed within noise.
-const BLOCK_PANELS: usize = 4;
+pub(super) const BLOCK_PANELS: usize = 4;
 
 /// Fewest rows for which a step fuses: below 8 rows a step's whole product is a few KiB
 /// that stays in L1 anyway, and the block-by-block products cost more than they save

@@ -6,14 +6,18 @@
 //! per chunk, each step runs the recurrent GEMM and one fused pointwise pass (two for a
 //! reset-before GRU, which needs a second product in between). Backward, per chunk and step:
 //! the pointwise pass gives the gate gradients, a GEMM carries dL/dh to the previous step;
-//! after the loops the weight gradients and dx are GEMMs over all steps. Nothing is
-//! allocated inside the loops.
+//! after the loops the weight gradients and dx are GEMMs over all steps. The chunks a thread
+//! runs step in lockstep, their step products grouped so that `W_hh` is read once per step
+//! for all of them ([`forward_lockstep`], [`backward_lockstep`]). Nothing is allocated inside
+//! the loops.
 
 pub(crate) mod backward;
+pub(crate) mod backward_lockstep;
 pub(crate) mod driver;
 pub(crate) mod forward;
 pub(crate) mod forward_blocks;
 pub(crate) mod forward_fused;
+pub(crate) mod forward_lockstep;
 pub(crate) mod forward_team;
 pub(crate) mod plan;
 pub(crate) mod products;

@@ -8,8 +8,10 @@
 
 use rayon::prelude::*;
 
+use arrayvec::ArrayVec;
+
 use crate::config::Parallelism;
-use crate::layout::splits_columns;
+use crate::layout::{Dims, MAX_TASKS, chunk_range, splits_columns};
 use fused_rnn_kernels::gemm::packed::{PackedRef, gemm_packed, panel_width};
 use fused_rnn_kernels::{Arch, Float, MatMut, MatRef};
 
@@ -29,6 +31,35 @@ pub(crate) fn run_tasks<X: Send>(
         Parallelism::Sequential => tasks.iter_mut().for_each(run),
         Parallelism::Rayon => tasks.par_iter_mut().with_max_len(1).for_each(run),
     }
+}
+
+/// Cuts the tasks of a layer (`dirs` runs of `d.chunks` chunk tasks, direction by direction)
+/// into groups of consecutive chunks of one direction, each run as one task, its chunks in
+/// lockstep (see [`super::forward_lockstep`]): a chunk's step product alone streams all
+/// of `W_hh` for a few rows, a group's streams it once for all their rows. As many groups
+/// as threads can run them (one on one thread), never more than the chunks; grouping only
+/// changes the order of independent work, never a result.
+pub(crate) fn lockstep_groups<'t, X>(
+    tasks: &'t mut [Option<X>],
+    d: &Dims,
+    par: Parallelism,
+) -> ArrayVec<Option<&'t mut [Option<X>]>, MAX_TASKS> {
+    let per_dir = pool_threads(par).div_ceil(d.dirs).clamp(1, d.chunks.max(1));
+    let mut groups = ArrayVec::new();
+    let mut rest = tasks;
+    while !rest.is_empty() {
+        let len = d.chunks.min(rest.len());
+        let (dir, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        let mut dir_rest = dir;
+        for g in 0..per_dir {
+            let len = chunk_range(d.chunks, per_dir, g).len();
+            let (group, tail) = std::mem::take(&mut dir_rest).split_at_mut(len);
+            dir_rest = tail;
+            groups.push(Some(group));
+        }
+    }
+    groups
 }
 
 /// Threads for a large product: the whole current pool, or this thread.

@@ -67,6 +67,24 @@ fn bitwise_identical_across_thread_counts() {
     }
 }
 
+/// Batches of several chunks whose steps fuse (H a multiple of the 32-wide panel): a
+/// thread's chunks step in lockstep, their step products grouped (`engine::forward_lockstep`,
+/// `engine::backward_lockstep`), so the groups differ with the pool (one of all 5 chunks
+/// sequentially; 1 to 5 chunks per group on 1-4 threads, one or two directions), with
+/// lengths and resets that leave some chunks all padding at some steps.
+#[test]
+fn bitwise_identical_when_chunks_step_in_lockstep() {
+    for (i, cell) in CellKind::ALL.into_iter().enumerate() {
+        for bidirectional in [false, true] {
+            let config = Config::lstm(24, 64)
+                .with_cell(cell)
+                .with_layers(2)
+                .with_bidirectional(bidirectional);
+            same_for_every_pool(config, SeqShape::new(6, 40), 700 + i as u64);
+        }
+    }
+}
+
 /// Small batches with a step product big enough to split (`K * G*H >= 2^17`): a team of
 /// threads runs the forward steps in column pieces (a reset-before GRU and the backward
 /// split each step across the pool instead), with gate blocks on 32-wide panel boundaries

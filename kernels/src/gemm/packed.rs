@@ -15,6 +15,8 @@
 
 use pulp::{Arch, Simd, WithSimd};
 
+pub mod group;
+
 use super::{MatMut, MatRef};
 use crate::float::Float;
 use crate::lanes::V;
@@ -108,7 +110,7 @@ impl<'a, T: Float> PackedRef<'a, T> {
         self.n
     }
     /// Panel `p`: `k` rows of [`panel_width`] elements.
-    fn panel(&self, p: usize) -> &[T] {
+    fn panel(&self, p: usize) -> &'a [T] {
         let at = p * self.stride;
         &self.data[at..at + self.k * panel_width::<T>()]
     }
@@ -363,137 +365,235 @@ impl<T: Float> Product<'_, '_, T> {
             mut c,
             scratch,
         } = self;
-        let (m, k, n) = (a.rows(), w.k, w.n);
-        let (nr, lanes) = (panel_width::<T>(), T::lanes::<S>());
-        let sub = NV * lanes;
-        let in_place = reads_a_in_place(a);
+        let (m, k) = (a.rows(), w.k);
         let mc = balanced(m, MC, MR);
-        let kcb = balanced(k, KC, 1);
         for m0 in (0..m).step_by(mc) {
-            let m1 = (m0 + mc).min(m);
-            let (rows, full) = (m1 - m0, (m1 - m0) / MR * MR);
-            for k0 in (0..k.max(1)).step_by(kcb) {
-                let k1 = (k0 + kcb).min(k);
-                let kc = k1 - k0;
-                // Later K blocks add to what the first one wrote.
-                let beta = if k0 == 0 { beta } else { T::ONE };
-                let packed: &[T] = if in_place {
-                    &[]
-                } else {
-                    pack_a_block::<T, MR>(a, (m0, m1), (k0, k1), scratch)
-                };
-                // The micro-panel of the block's rows `r..r + len` (`len <= MR`).
-                let panel_of = |r: usize, len: usize| -> Block<'_, T> {
-                    if in_place {
-                        // One row (either stride; m0 + r = 0) or a column-major block: step
-                        // kk of rows m0 + r.. lies at kk * cs + m0 + r.
-                        let cs = if m == 1 && a.col_stride() == 1 {
-                            1
-                        } else {
-                            a.col_stride()
-                        };
-                        Block {
-                            data: &a.data()[k0 * cs + m0 + r..],
-                            cs,
-                            row_major: false,
-                        }
-                    } else if a.col_stride() == 1 {
-                        Block {
-                            data: &packed[r * PACK_LD..],
-                            cs: 1,
-                            row_major: true,
-                        }
-                    } else {
-                        Block {
-                            data: &packed[r * kc..],
-                            cs: len,
-                            row_major: false,
-                        }
-                    }
-                };
-                let subs_per_panel = nr.div_ceil(sub);
-                // The tile of sub-panel `j` (`subs_per_panel` per panel), rows 0.. of the block.
-                let tile_at = |j: usize| -> Option<Tile<'_, S, T>> {
-                    let (p, s0) = (j / subs_per_panel, j % subs_per_panel * sub);
-                    let col0 = p * nr + s0;
-                    if col0 >= n {
-                        return None;
-                    }
-                    let (regs, _) = T::v_split::<S>(w.panel(p));
-                    Some(Tile {
-                        block: panel_of(0, MR),
-                        regs,
-                        k0,
-                        k1,
-                        r: 0,
-                        row0: m0,
-                        col0,
-                        width: sub.min(n - col0),
-                        sub_reg: s0 / lanes,
-                        regs_per_row: nr / lanes,
-                    })
-                };
-                let tiles = n.div_ceil(nr) * subs_per_panel;
-                if rows == 1 {
-                    // One row streams W once with only NV FMAs per step: two sub-panels at a
-                    // time keep two streams of W in flight (the step product at batch 1).
-                    for j in (0..tiles).step_by(2) {
-                        let block = panel_of(0, 1);
-                        match (tile_at(j), tile_at(j + 1)) {
-                            (Some(a), Some(b)) => Tile { block, ..a }.run_pair::<NV>(
-                                Tile { block, ..b },
-                                s,
-                                beta,
-                                &mut c,
-                            ),
-                            (Some(a), None) => {
-                                Tile { block, ..a }.run::<1, NV>(s, beta, &mut c);
-                            }
-                            _ => {}
-                        }
-                    }
-                    continue;
+            let rows = (m0, (m0 + mc).min(m));
+            for (k0, k1) in k_blocks(k) {
+                let beta = block_beta(beta, k0);
+                if !reads_a_in_place(a) {
+                    pack_a_block::<T, MR>(a, rows, (k0, k1), scratch);
                 }
-                if full == 0 && rows <= 4 && S::REGISTER_COUNT >= 32 {
-                    // A few rows read each panel of W once: two sub-panels at a time keep
-                    // two streams of it in flight (as a single row does above).
-                    let block = panel_of(0, rows);
-                    for j in (0..tiles).step_by(2) {
-                        match (tile_at(j), tile_at(j + 1)) {
-                            (Some(a), Some(b)) => Tile { block, ..a }.run_rows_pair::<NV>(
-                                Tile { block, ..b },
-                                s,
-                                rows,
-                                beta,
-                                &mut c,
-                            ),
-                            (Some(a), None) => {
-                                Tile { block, ..a }.run_rows::<NV>(s, rows, beta, &mut c)
-                            }
-                            _ => {}
-                        }
-                    }
-                    continue;
-                }
-                for tile in (0..tiles).map_while(tile_at) {
-                    for r in (0..full).step_by(MR) {
-                        let t = Tile {
-                            block: panel_of(r, MR),
-                            row0: m0 + r,
-                            ..tile
-                        };
-                        t.run::<MR, NV>(s, beta, &mut c);
-                    }
-                    if full < rows {
-                        let t = Tile {
-                            block: panel_of(full, rows - full),
-                            row0: m0 + full,
-                            ..tile
-                        };
-                        t.run_rows::<NV>(s, rows - full, beta, &mut c);
-                    }
+                let pass = BlockPass::view(a, rows, (k0, k1), beta, scratch);
+                for j in (0..sub_panels::<S, T, NV>(w)).step_by(2) {
+                    pass.run_sub_panels::<S, MR, NV>(s, w, j, &mut c);
                 }
             }
+        }
+    }
+}
+
+/// The K blocks of a product with inner dimension `k` (one empty block when `k` is 0, so
+/// that `beta` still applies to C).
+fn k_blocks(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    let kcb = balanced(k, KC, 1);
+    (0..k.max(1))
+        .step_by(kcb)
+        .map(move |k0| (k0, (k0 + kcb).min(k)))
+}
+
+/// The beta of the K block starting at `k0`: later blocks add to what the first one wrote.
+fn block_beta<T: Float>(beta: T, k0: usize) -> T {
+    if k0 == 0 { beta } else { T::ONE }
+}
+
+/// Sub-panels of `w` (`NV` registers wide) a product walks, in order.
+fn sub_panels<S: Simd, T: Float, const NV: usize>(w: PackedRef<'_, T>) -> usize {
+    let sub = NV * T::lanes::<S>();
+    w.n.div_ceil(panel_width::<T>()) * panel_width::<T>().div_ceil(sub)
+}
+
+/// One block of A (rows `m0..m1`, columns `k0..k1`, packed by [`pack_a_block`] unless read
+/// in place) against the matching K block of every sub-panel of W: the body of a product,
+/// shared by [`gemm_packed`] and [`group::gemm_packed_group`], so that a part of a grouped
+/// product runs exactly the arithmetic of its own product.
+#[derive(Clone, Copy)]
+struct BlockPass<'a, T> {
+    a: MatRef<'a, T>,
+    /// The packed block (empty when read in place).
+    packed: &'a [T],
+    in_place: bool,
+    m0: usize,
+    m1: usize,
+    k0: usize,
+    k1: usize,
+    /// This K block's beta (see [`block_beta`]).
+    beta: T,
+}
+
+impl<'a, T: Float> BlockPass<'a, T> {
+    /// The block as [`pack_a_block`] left it in `scratch` (or A itself when read in place).
+    fn view(
+        a: MatRef<'a, T>,
+        (m0, m1): (usize, usize),
+        (k0, k1): (usize, usize),
+        beta: T,
+        scratch: &'a [T],
+    ) -> Self {
+        let in_place = reads_a_in_place(a);
+        let rows = m1 - m0;
+        let packed = match (in_place, a.col_stride() == 1) {
+            (true, _) => &[][..],
+            (false, true) => &scratch[..rows * PACK_LD],
+            (false, false) => &scratch[..rows * (k1 - k0)],
+        };
+        BlockPass {
+            a,
+            packed,
+            in_place,
+            m0,
+            m1,
+            k0,
+            k1,
+            beta,
+        }
+    }
+
+    /// The micro-panel of the block's rows `r..r + len` (`len <= MR`).
+    #[inline(always)]
+    fn panel_of(&self, r: usize, len: usize) -> Block<'a, T> {
+        let (a, k0, m0) = (self.a, self.k0, self.m0);
+        if self.in_place {
+            // One row (either stride; m0 + r = 0) or a column-major block: step kk of rows
+            // m0 + r.. lies at kk * cs + m0 + r.
+            let cs = if a.rows() == 1 && a.col_stride() == 1 {
+                1
+            } else {
+                a.col_stride()
+            };
+            Block {
+                data: &a.data()[k0 * cs + m0 + r..],
+                cs,
+                row_major: false,
+            }
+        } else if a.col_stride() == 1 {
+            Block {
+                data: &self.packed[r * PACK_LD..],
+                cs: 1,
+                row_major: true,
+            }
+        } else {
+            Block {
+                data: &self.packed[r * (self.k1 - self.k0)..],
+                cs: len,
+                row_major: false,
+            }
+        }
+    }
+
+    /// The tile of sub-panel `j`, rows 0.. of the block, or none past the last column.
+    #[inline(always)]
+    fn tile_at<S: Simd, const MR: usize, const NV: usize>(
+        &self,
+        w: PackedRef<'a, T>,
+        j: usize,
+    ) -> Option<Tile<'a, S, T>> {
+        let (nr, lanes) = (panel_width::<T>(), T::lanes::<S>());
+        let sub = NV * lanes;
+        let subs_per_panel = nr.div_ceil(sub);
+        let (p, s0) = (j / subs_per_panel, j % subs_per_panel * sub);
+        let col0 = p * nr + s0;
+        if col0 >= w.n {
+            return None;
+        }
+        let (regs, _) = T::v_split::<S>(w.panel(p));
+        Some(Tile {
+            block: self.panel_of(0, MR),
+            regs,
+            k0: self.k0,
+            k1: self.k1,
+            r: 0,
+            row0: self.m0,
+            col0,
+            width: sub.min(w.n - col0),
+            sub_reg: s0 / lanes,
+            regs_per_row: nr / lanes,
+        })
+    }
+
+    /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panels`]).
+    #[inline(always)]
+    fn pairs<S: Simd, const MR: usize>(&self) -> bool {
+        let rows = self.m1 - self.m0;
+        rows == 1 || (rows < MR && rows <= 4 && S::REGISTER_COUNT >= 32)
+    }
+
+    /// Sub-panels `j` and `j + 1` (when there is one) of this block.
+    #[inline(always)]
+    fn run_sub_panels<S: Simd, const MR: usize, const NV: usize>(
+        &self,
+        s: S,
+        w: PackedRef<'a, T>,
+        j: usize,
+        c: &mut MatMut<'_, T>,
+    ) {
+        if !self.pairs::<S, MR>() {
+            self.run_sub_panel::<S, MR, NV>(s, w, j, c);
+            self.run_sub_panel::<S, MR, NV>(s, w, j + 1, c);
+            return;
+        }
+        let (rows, beta) = (self.m1 - self.m0, self.beta);
+        let pair = (
+            self.tile_at::<S, MR, NV>(w, j),
+            self.tile_at::<S, MR, NV>(w, j + 1),
+        );
+        if rows == 1 {
+            // One row streams W once with only NV FMAs per step: two sub-panels at a time
+            // keep two streams of W in flight (the step product at batch 1).
+            let block = self.panel_of(0, 1);
+            match pair {
+                (Some(a), Some(b)) => {
+                    Tile { block, ..a }.run_pair::<NV>(Tile { block, ..b }, s, beta, c)
+                }
+                (Some(a), None) => {
+                    Tile { block, ..a }.run::<1, NV>(s, beta, c);
+                }
+                _ => {}
+            }
+            return;
+        }
+        // A few rows read each panel of W once: two sub-panels at a time keep two streams
+        // of it in flight (as a single row does above).
+        let block = self.panel_of(0, rows);
+        match pair {
+            (Some(a), Some(b)) => {
+                Tile { block, ..a }.run_rows_pair::<NV>(Tile { block, ..b }, s, rows, beta, c)
+            }
+            (Some(a), None) => Tile { block, ..a }.run_rows::<NV>(s, rows, beta, c),
+            _ => {}
+        }
+    }
+
+    /// Sub-panel `j` of this block, by whole microkernel tiles and a remainder (nothing
+    /// past the last column).
+    #[inline(always)]
+    fn run_sub_panel<S: Simd, const MR: usize, const NV: usize>(
+        &self,
+        s: S,
+        w: PackedRef<'a, T>,
+        j: usize,
+        c: &mut MatMut<'_, T>,
+    ) {
+        let Some(tile) = self.tile_at::<S, MR, NV>(w, j) else {
+            return;
+        };
+        let (rows, beta) = (self.m1 - self.m0, self.beta);
+        let full = rows / MR * MR;
+        for r in (0..full).step_by(MR) {
+            let t = Tile {
+                block: self.panel_of(r, MR),
+                row0: self.m0 + r,
+                ..tile
+            };
+            t.run::<MR, NV>(s, beta, c);
+        }
+        if full < rows {
+            let t = Tile {
+                block: self.panel_of(full, rows - full),
+                row0: self.m0 + full,
+                ..tile
+            };
+            t.run_rows::<NV>(s, rows - full, beta, c);
         }
     }
 }
