@@ -13,16 +13,17 @@ use fused_rnn_kernels::MatMut;
 use fused_rnn_kernels::gemm::packed::group::{GroupPart, gemm_packed_group};
 
 use super::backward::{Carries, DirBackward};
-use super::plan::splits_step;
+use super::plan::{LOCKSTEP_CHUNK_ROWS, splits_step};
 use crate::layout::MAX_CHUNKS;
 
-/// Whether `runs` (chunks of one direction) step in lockstep: more than one, none empty,
-/// and none whose step product is split across threads.
+/// Whether `runs` (chunks of one direction) step in lockstep: more than one, each of 1 to
+/// [`LOCKSTEP_CHUNK_ROWS`] rows, none whose step product is split across threads.
 pub(crate) fn back_in_lockstep<T: Float>(runs: &[DirBackward<'_, T>]) -> bool {
     runs.len() > 1
-        && runs
-            .iter()
-            .all(|r| r.spec.batch > 0 && !splits_step(r.spec.batch, r.step.first, r.par))
+        && runs.iter().all(|r| {
+            (1..=LOCKSTEP_CHUNK_ROWS).contains(&r.spec.batch)
+                && !splits_step(r.spec.batch, r.step.first, r.par)
+        })
 }
 
 /// Runs every step of `runs`, last to first, in lockstep (see the module docs); `runs`

@@ -18,13 +18,16 @@ use std::ops::Range;
 
 use super::forward::{DirForward, product_target};
 use super::forward_fused::BLOCK_PANELS;
-use super::plan::columns_view;
+use super::plan::{LOCKSTEP_CHUNK_ROWS, columns_view};
 use crate::layout::{MAX_CHUNKS, block};
 
-/// Whether `runs` (chunks of one direction) step in lockstep: more than one, each of whose
-/// steps fuses (see [`DirForward::fuses_steps`]).
+/// Whether `runs` (chunks of one direction) step in lockstep: more than one, each of at most
+/// [`LOCKSTEP_CHUNK_ROWS`] rows and each of whose steps fuses (see [`DirForward::fuses_steps`]).
 pub(crate) fn steps_in_lockstep<T: Float>(runs: &[DirForward<'_, T>]) -> bool {
-    runs.len() > 1 && runs.iter().all(|r| r.spec.batch > 0 && r.fuses_steps())
+    runs.len() > 1
+        && runs
+            .iter()
+            .all(|r| (1..=LOCKSTEP_CHUNK_ROWS).contains(&r.spec.batch) && r.fuses_steps())
 }
 
 /// Runs every step of `runs` in lockstep (see the module docs); `runs` must pass

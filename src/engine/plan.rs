@@ -33,18 +33,36 @@ pub(crate) fn run_tasks<X: Send>(
     }
 }
 
+/// The most sequences a lockstep group aims for: at 64 rows a step product does 32 FLOPs per
+/// byte of `W_hh`, enough that L3 keeps up, while the group's rows of A (up to 200 KiB
+/// packed) stay in L2 as every slice of `W_hh` meets them.
+pub(crate) const LOCKSTEP_ROWS: usize = 64;
+
+/// The most rows a chunk may have to step in lockstep: beyond it a chunk's own product
+/// reuses `W_hh` enough (and [`gemm_packed_group`](fused_rnn_kernels::gemm::packed::group)
+/// takes parts of at most 240 rows).
+pub(crate) const LOCKSTEP_CHUNK_ROWS: usize = 32;
+
+/// Groups per direction for `threads` threads: as many as the threads a direction gets (one
+/// on one thread), more when the batch passes [`LOCKSTEP_ROWS`] per group, never more than
+/// the chunks.
+pub(crate) fn groups_per_dir(threads: usize, d: &Dims) -> usize {
+    let by_threads = threads.div_ceil(d.dirs);
+    let by_rows = d.batch.div_ceil(LOCKSTEP_ROWS);
+    by_threads.max(by_rows).clamp(1, d.chunks.max(1))
+}
+
 /// Cuts the tasks of a layer (`dirs` runs of `d.chunks` chunk tasks, direction by direction)
-/// into groups of consecutive chunks of one direction, each run as one task, its chunks in
-/// lockstep (see [`super::forward_lockstep`]): a chunk's step product alone streams all
-/// of `W_hh` for a few rows, a group's streams it once for all their rows. As many groups
-/// as threads can run them (one on one thread), never more than the chunks; grouping only
-/// changes the order of independent work, never a result.
+/// into [`groups_per_dir`] groups of consecutive chunks of one direction, each run as one
+/// task, its chunks in lockstep (see [`super::forward_lockstep`]): a chunk's step product
+/// alone streams all of `W_hh` for a few rows, a group's streams it once for all their
+/// rows. Grouping only changes the order of independent work, never a result.
 pub(crate) fn lockstep_groups<'t, X>(
     tasks: &'t mut [Option<X>],
     d: &Dims,
     par: Parallelism,
 ) -> ArrayVec<Option<&'t mut [Option<X>]>, MAX_TASKS> {
-    let per_dir = pool_threads(par).div_ceil(d.dirs).clamp(1, d.chunks.max(1));
+    let per_dir = groups_per_dir(pool_threads(par), d);
     let mut groups = ArrayVec::new();
     let mut rest = tasks;
     while !rest.is_empty() {
@@ -200,5 +218,58 @@ pub(crate) fn gather_parts<'p, T: Float>(
             c[r * n + col0..][..cols].copy_from_slice(src);
         }
         col0 += cols;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, SeqShape};
+
+    fn dims(batch: usize, bidirectional: bool) -> Dims {
+        let config = Config::lstm(4, 4).with_bidirectional(bidirectional);
+        Dims::new(&config, SeqShape::new(3, batch))
+    }
+
+    /// Sizes of the groups `lockstep_groups` cuts, direction by direction.
+    fn group_sizes(batch: usize, bidirectional: bool, threads: usize) -> Vec<usize> {
+        let d = dims(batch, bidirectional);
+        let mut tasks: Vec<Option<usize>> = (0..d.dirs * d.chunks).map(Some).collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            lockstep_groups(&mut tasks, &d, Parallelism::Rayon)
+                .iter()
+                .map(|g| g.as_ref().map_or(0, |g| g.len()))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn groups_follow_threads_and_rows() {
+        // One thread: every chunk of a direction in one group, up to 64 sequences.
+        assert_eq!(group_sizes(64, false, 1), [8]);
+        assert_eq!(group_sizes(40, true, 1), [5, 5]);
+        // Two threads, one direction: a group each; two directions: a group per direction.
+        assert_eq!(group_sizes(32, false, 2), [2, 2]);
+        assert_eq!(group_sizes(40, false, 2), [2, 3]);
+        assert_eq!(group_sizes(32, true, 2), [4, 4]);
+        // More threads than chunks: one chunk each.
+        assert_eq!(group_sizes(16, false, 4), [1, 1]);
+        // Past 64 sequences per group, more groups (128 sequences, 16 chunks: two of 8).
+        assert_eq!(group_sizes(128, false, 1), [8, 8]);
+        // A batch of one chunk.
+        assert_eq!(group_sizes(5, false, 2), [1]);
+    }
+
+    #[test]
+    fn sequential_is_one_group_per_direction() {
+        let d = dims(48, true);
+        let mut tasks: Vec<Option<usize>> = (0..d.dirs * d.chunks).map(Some).collect();
+        let groups = lockstep_groups(&mut tasks, &d, Parallelism::Sequential);
+        let sizes: Vec<usize> = groups.iter().map(|g| g.as_ref().unwrap().len()).collect();
+        assert_eq!(sizes, [6, 6]);
     }
 }
