@@ -244,26 +244,7 @@ pub fn gemm_packed<T: Float>(
     c: MatMut<'_, T>,
     scratch: &mut [T],
 ) {
-    assert!(
-        a.cols() == w.k && c.rows() == a.rows() && c.cols() == w.n,
-        "gemm_packed: shapes"
-    );
-    assert!(
-        a.col_stride() == 1 || a.row_stride() == 1,
-        "gemm_packed: A needs a unit stride"
-    );
-    assert!(
-        c.col_stride() == 1,
-        "gemm_packed: C's rows must be contiguous"
-    );
-    if !reads_a_in_place(a) {
-        let need = a_scratch_len(a.rows(), a.cols());
-        assert!(
-            scratch.len() >= need,
-            "gemm_packed: scratch needs {need}, has {}",
-            scratch.len()
-        );
-    }
+    check_operands("gemm_packed", a, w, &c, scratch.len());
     if a.rows() == 0 || w.n == 0 {
         return;
     }
@@ -274,6 +255,34 @@ pub fn gemm_packed<T: Float>(
         c,
         scratch,
     });
+}
+
+/// Panics (naming `who`, at the caller's caller) unless `C <- A W` is a product
+/// [`gemm_packed`] can run with `scratch` elements of scratch.
+#[track_caller]
+fn check_operands<T: Float>(
+    who: &str,
+    a: MatRef<'_, T>,
+    w: PackedRef<'_, T>,
+    c: &MatMut<'_, T>,
+    scratch: usize,
+) {
+    assert!(
+        a.cols() == w.k && c.rows() == a.rows() && c.cols() == w.n,
+        "{who}: shapes"
+    );
+    assert!(
+        a.col_stride() == 1 || a.row_stride() == 1,
+        "{who}: A needs a unit stride"
+    );
+    assert!(c.col_stride() == 1, "{who}: C's rows must be contiguous");
+    if !reads_a_in_place(a) {
+        let need = a_scratch_len(a.rows(), a.cols());
+        assert!(
+            scratch >= need,
+            "{who}: scratch needs {need}, has {scratch}"
+        );
+    }
 }
 
 /// Rows of A per block (a multiple of every microkernel height).
@@ -322,15 +331,28 @@ impl<T: Float> WithSimd for Product<'_, '_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let lanes = T::lanes::<S>();
-        let regs = panel_width::<T>() / lanes;
-        if S::REGISTER_COUNT >= 32 && regs.is_multiple_of(2) {
-            self.run::<S, 12, 2>(s);
-        } else if lanes > 1 && regs.is_multiple_of(2) {
-            self.run::<S, 6, 2>(s);
-        } else {
-            self.run::<S, 4, 8>(s);
-        }
+        run_shaped(self, s);
+    }
+}
+
+/// A product's body, generic over the microkernel's shape (`MR` rows x `NV` registers).
+trait ShapedRun: Sized {
+    type Elem: Float;
+    fn run<S: Simd, const MR: usize, const NV: usize>(self, s: S);
+}
+
+/// Runs `body` at the microkernel shape of this instruction set: with 32 registers
+/// (AVX-512) 12 rows x 2 registers, with 16 (AVX2) 6 x 2, scalar 4 x 8.
+#[inline(always)]
+fn run_shaped<S: Simd, R: ShapedRun>(body: R, s: S) {
+    let lanes = R::Elem::lanes::<S>();
+    let regs = panel_width::<R::Elem>() / lanes;
+    if S::REGISTER_COUNT >= 32 && regs.is_multiple_of(2) {
+        body.run::<S, 12, 2>(s);
+    } else if lanes > 1 && regs.is_multiple_of(2) {
+        body.run::<S, 6, 2>(s);
+    } else {
+        body.run::<S, 4, 8>(s);
     }
 }
 
@@ -355,7 +377,8 @@ struct Block<'a, T> {
     row_major: bool,
 }
 
-impl<T: Float> Product<'_, '_, T> {
+impl<T: Float> ShapedRun for Product<'_, '_, T> {
+    type Elem = T;
     #[inline(always)]
     fn run<S: Simd, const MR: usize, const NV: usize>(self, s: S) {
         let Product {
@@ -537,23 +560,9 @@ impl<'a, T: Float> BlockPass<'a, T> {
             self.tile_at::<S, MR, NV>(w, j),
             self.tile_at::<S, MR, NV>(w, j + 1),
         );
-        if rows == 1 {
-            // One row streams W once with only NV FMAs per step: two sub-panels at a time
-            // keep two streams of W in flight (the step product at batch 1).
-            let block = self.panel_of(0, 1);
-            match pair {
-                (Some(a), Some(b)) => {
-                    Tile { block, ..a }.run_pair::<NV>(Tile { block, ..b }, s, beta, c)
-                }
-                (Some(a), None) => {
-                    Tile { block, ..a }.run::<1, NV>(s, beta, c);
-                }
-                _ => {}
-            }
-            return;
-        }
-        // A few rows read each panel of W once: two sub-panels at a time keep two streams
-        // of it in flight (as a single row does above).
+        // One row streams W once with only NV FMAs per step, and a few rows read each
+        // panel of W once: two sub-panels at a time keep two streams of W in flight (the
+        // step product at batch 1 to 4). A single row ends in `Tile::run_pair`.
         let block = self.panel_of(0, rows);
         match pair {
             (Some(a), Some(b)) => {

@@ -13,14 +13,14 @@
 use pulp::{Arch, Simd, WithSimd};
 
 use super::{
-    BlockPass, MC, PackedRef, a_scratch_len, block_beta, k_blocks, pack_a_block, panel_width,
-    reads_a_in_place, sub_panels,
+    BlockPass, MC, PackedRef, ShapedRun, block_beta, check_operands, k_blocks, pack_a_block,
+    reads_a_in_place, run_shaped, sub_panels,
 };
 use crate::float::Float;
 use crate::gemm::{MatMut, MatRef};
 
 #[cfg(doc)]
-use super::gemm_packed;
+use super::{a_scratch_len, gemm_packed};
 
 /// One product of a group: its A, its C and its scratch, as [`gemm_packed`] takes them.
 #[derive(Debug)]
@@ -66,28 +66,8 @@ pub fn gemm_packed_group<T: Float>(
     beta: T,
 ) {
     for p in parts.iter() {
-        let (a, c) = (p.a, &p.c);
-        assert!(
-            a.cols() == w.k && c.rows() == a.rows() && c.cols() == w.n,
-            "gemm_packed_group: shapes"
-        );
-        assert!(
-            a.col_stride() == 1 || a.row_stride() == 1,
-            "gemm_packed_group: A needs a unit stride"
-        );
-        assert!(
-            c.col_stride() == 1,
-            "gemm_packed_group: C's rows must be contiguous"
-        );
-        assert!(a.rows() <= MC, "gemm_packed_group: more than MC rows");
-        if !reads_a_in_place(a) {
-            let need = a_scratch_len(a.rows(), a.cols());
-            assert!(
-                p.scratch.len() >= need,
-                "gemm_packed_group: scratch needs {need}, has {}",
-                p.scratch.len()
-            );
-        }
+        check_operands("gemm_packed_group", p.a, w, &p.c, p.scratch.len());
+        assert!(p.a.rows() <= MC, "gemm_packed_group: more than MC rows");
     }
     if w.n == 0 || parts.iter().all(|p| p.a.rows() == 0) {
         return;
@@ -106,19 +86,12 @@ impl<T: Float> WithSimd for Group<'_, '_, '_, T> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         // The microkernel [`gemm_packed`] picks for this instruction set.
-        let lanes = T::lanes::<S>();
-        let regs = panel_width::<T>() / lanes;
-        if S::REGISTER_COUNT >= 32 && regs.is_multiple_of(2) {
-            self.run::<S, 12, 2>(s);
-        } else if lanes > 1 && regs.is_multiple_of(2) {
-            self.run::<S, 6, 2>(s);
-        } else {
-            self.run::<S, 4, 8>(s);
-        }
+        run_shaped(self, s);
     }
 }
 
-impl<T: Float> Group<'_, '_, '_, T> {
+impl<T: Float> ShapedRun for Group<'_, '_, '_, T> {
+    type Elem = T;
     #[inline(always)]
     fn run<S: Simd, const MR: usize, const NV: usize>(self, s: S) {
         let Group { parts, w, beta } = self;
@@ -151,7 +124,7 @@ mod tests {
 
     use super::*;
     use crate::available_archs;
-    use crate::gemm::packed::{gemm_packed, pack, packed_len};
+    use crate::gemm::packed::{a_scratch_len, gemm_packed, pack, packed_len};
     use crate::testing::{SplitMix, cases, cast, size, widen};
 
     /// One part's A: `rows x k`, row-major or column-major (as the step products read h and
