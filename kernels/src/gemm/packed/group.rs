@@ -125,7 +125,8 @@ mod tests {
     use super::*;
     use crate::available_archs;
     use crate::gemm::packed::{a_scratch_len, gemm_packed, pack, packed_len};
-    use crate::testing::{SplitMix, cases, cast, size, widen};
+    use crate::reference::gemm as reference;
+    use crate::testing::{SplitMix, cases, cast, check_close, size, widen};
 
     /// One part's A: `rows x k`, row-major or column-major (as the step products read h and
     /// the gate gradients), with a padded leading dimension.
@@ -147,7 +148,8 @@ mod tests {
     }
 
     /// Every part of a grouped product has the bits of its own product (C starting from
-    /// the same values, so beta 1 and 0.5 add onto the same C).
+    /// the same values, so beta 1 and 0.5 add onto the same C) and matches the naive f64
+    /// product.
     fn grouped_equals_alone<T: Float>(
         arch: Arch,
         shapes: &[(usize, bool)],
@@ -156,9 +158,9 @@ mod tests {
         seed: u64,
     ) -> Result<(), TestCaseError> {
         let mut rng = SplitMix::new(seed);
-        let w = cast::<T>(&rng.vec(k * n, 1.0));
+        let w_rows = cast::<T>(&rng.vec(k * n, 1.0));
         let mut buf = vec![T::NAN; packed_len::<T>(k, n)];
-        let w = pack(MatRef::row_major(&w, k, n, n), &mut buf);
+        let w = pack(MatRef::row_major(&w_rows, k, n, n), &mut buf);
         let data: Vec<PartData<T>> = shapes
             .iter()
             .map(|&(rows, col_major)| {
@@ -180,6 +182,7 @@ mod tests {
             .iter()
             .map(|d| cast(&rng.vec(d.rows * n, 1.0)))
             .collect();
+        let c_start = c0.clone();
         let mut alone = c0.clone();
         for (d, c) in data.iter().zip(&mut alone) {
             let mut scratch = vec![T::NAN; a_scratch_len(d.rows, k)];
@@ -203,6 +206,32 @@ mod tests {
             .collect();
         gemm_packed_group(arch, &mut parts, w, T::from_f64(beta));
         drop(parts);
+        // Against the naive f64 product too (each part alone is checked so in `packed`).
+        let w64 = widen(&w_rows);
+        for ((d, g), c0) in data.iter().zip(&grouped).zip(&c_start) {
+            let mut want = widen(c0);
+            let a64 = widen(&d.a);
+            let a64 = PartData {
+                a: a64,
+                rows: d.rows,
+                ld: d.ld,
+                col_major: d.col_major,
+            };
+            reference::gemm(
+                1.0,
+                a64.a(k),
+                MatRef::row_major(&w64, k, n, n),
+                beta,
+                MatMut::row_major(&mut want, d.rows, n, n),
+            );
+            let eps = T::EPSILON.to_f64();
+            check_close(
+                "C",
+                &widen(g),
+                &want,
+                (4.0 * eps * (k as f64 + 2.0), 4.0 * eps),
+            )?;
+        }
         for (i, (g, a)) in grouped.iter().zip(&alone).enumerate() {
             // Widening is exact, so equal f64 bits are equal T bits.
             let (g, a) = (widen(g), widen(a));
