@@ -368,6 +368,26 @@ const fn accumulator_sets(accumulators: usize) -> usize {
     if accumulators <= 4 { 2 } else { 1 }
 }
 
+/// Steps per chunk of [`Tile::run_pair_rows_by_chunks`]: 128 steps of a whole panel are 16
+/// KiB of f32, in L1 with the rows of A (64 and 256 measured the same or slower on Zen 4).
+/// Measured there, `[4, K] x [K, 4K]` against four rows in one tile: K = 1024 1.15-1.25x
+/// with W in L3 and 1.7-2x from memory, K = 512 0.92x (W in L3), K = 128 0.82x (in L2).
+const PAIR_CHUNK: usize = 128;
+
+/// Accumulator sets of each tile of a pair of `accumulators` each ([`Tile::run_rows_pair`]).
+/// With 32 registers the rule of a tile alone, [`accumulator_sets`]: a sub-panel there is a
+/// whole panel, and whether it is paired depends on where a thread's panel range starts, so
+/// a column's bits must not depend on it. With 16 (AVX2) both tiles of a pair are the two
+/// halves of one panel, always paired, and two sets each would not fit the registers: the
+/// rule counts both tiles' accumulators.
+const fn pair_sets<S: Simd>(accumulators: usize) -> usize {
+    if S::REGISTER_COUNT >= 32 {
+        accumulator_sets(accumulators)
+    } else {
+        accumulator_sets(2 * accumulators)
+    }
+}
+
 /// Rows of A as the microkernel reads them: step by step, element (r, kk) at
 /// `data[kk * cs + r]`, or row by row at the packed stride, `data[r * PACK_LD + kk]`.
 #[derive(Clone, Copy)]
@@ -534,11 +554,15 @@ impl<'a, T: Float> BlockPass<'a, T> {
         })
     }
 
-    /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panels`]).
+    /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panels`]): a
+    /// single row, or 2-4 rows (fewer than a tile) on SIMD paths. With 16 registers (AVX2)
+    /// the two sub-panels are the two halves of one panel (each step's two cache lines);
+    /// 2-4 rows there were one tile on one half and then one on the other, which streamed W
+    /// at 7-10 GB/s from memory and 22-33 from L3 on Zen 4 (paired: 17-31 and 27-50).
     #[inline(always)]
     fn pairs<S: Simd, const MR: usize>(&self) -> bool {
         let rows = self.m1 - self.m0;
-        rows == 1 || (rows < MR && rows <= 4 && S::REGISTER_COUNT >= 32)
+        rows == 1 || (rows < MR && rows <= 4 && T::lanes::<S>() > 1)
     }
 
     /// Sub-panels `j` and `j + 1` (when there is one) of this block.
@@ -562,7 +586,8 @@ impl<'a, T: Float> BlockPass<'a, T> {
         );
         // One row streams W once with only NV FMAs per step, and a few rows read each
         // panel of W once: two sub-panels at a time keep two streams of W in flight (the
-        // step product at batch 1 to 4). A single row ends in `Tile::run_pair`.
+        // step product at batch 1 to 4), or with 16 registers one stream of whole panel
+        // rows. A single row ends in `Tile::run_pair`.
         let block = self.panel_of(0, rows);
         match pair {
             (Some(a), Some(b)) => {
@@ -758,7 +783,8 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
                 },
             );
             done += match rows - done {
-                4.. => a.run_pair_rows::<4, NV>(b, s, beta, c),
+                4.. if S::REGISTER_COUNT >= 32 => a.run_pair_rows::<4, NV>(b, s, beta, c),
+                4.. => a.run_pair_rows_by_chunks::<NV>(b, s, beta, c),
                 2..=3 => a.run_pair_rows::<2, NV>(b, s, beta, c),
                 _ => {
                     a.run_pair::<NV>(b, s, beta, c);
@@ -777,9 +803,78 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         beta: T,
         c: &mut MatMut<'_, T>,
     ) -> usize {
-        match accumulator_sets(R * NV) {
+        match pair_sets::<S>(R * NV) {
             2 => self.run_pair_sets::<R, NV, 2>(other, s, beta, c),
             _ => self.run_pair_sets::<R, NV, 1>(other, s, beta, c),
+        }
+    }
+
+    /// Four rows of a pair with 16 registers, where one pair of four rows would not fit:
+    /// rows 0-1 and then rows 2-3 of the pair over each chunk of [`PAIR_CHUNK`] steps, so
+    /// that the second two rows find the chunk of W in L1 and W still streams as whole
+    /// panel rows (two cache lines per step). Each row keeps one accumulator set across the
+    /// chunks, so its sums are those of a tile of four or more rows alone (one set, steps in
+    /// order): the bits do not depend on how a product's rows were cut into tiles. Returns 4.
+    /// (Pairing the halves of a panel is what makes W stream well here: one tile reading
+    /// one of the two cache lines of every step of a panel ran 7-10 GB/s of W from memory
+    /// on Zen 4, both halves together 17-31; see `PAIR_CHUNK` for the cost in cache.)
+    #[inline(always)]
+    fn run_pair_rows_by_chunks<const NV: usize>(
+        self,
+        other: Self,
+        s: S,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) -> usize {
+        let zero = T::v_splat(s, T::ZERO);
+        // [rows 0-1, rows 2-3] x [this tile, the other].
+        let mut acc = [[[[zero; NV]; 2]; 2]; 2];
+        let halves = [(self, other), (self.rows_from(2), other.rows_from(2))];
+        for (a, b) in halves {
+            a.prefetch_c::<2>(c);
+            b.prefetch_c::<2>(c);
+        }
+        if self.k1 > self.k0 {
+            let rpr = self.regs_per_row;
+            let streams = halves.map(|(a, b)| {
+                // Both tiles read the same rows of A, so their A pointers and strides agree.
+                let (w1, a_ptr, a_step, a_row, len) = if a.block.row_major {
+                    a.pointers::<2, NV, true>()
+                } else {
+                    a.pointers::<2, NV, false>()
+                };
+                let (w2, ..) = if b.block.row_major {
+                    b.pointers::<2, NV, true>()
+                } else {
+                    b.pointers::<2, NV, false>()
+                };
+                ((w1, w2, rpr), (a_ptr, a_step, a_row), len)
+            });
+            let len = streams[0].2;
+            for k0 in (0..len).step_by(PAIR_CHUNK) {
+                for (&(w, a, _), acc) in streams.iter().zip(&mut acc) {
+                    let [first, second] = acc;
+                    for k in k0..(k0 + PAIR_CHUNK).min(len) {
+                        // SAFETY: k < len for both tiles of this half (same k range),
+                        // within what `pointers` checked for each.
+                        unsafe { Self::step_pair::<2, NV>(s, w, a, k, first, second) };
+                    }
+                }
+            }
+        }
+        for ((a, b), [first, second]) in halves.into_iter().zip(acc) {
+            a.store::<2, NV>(s, first, beta, c);
+            b.store::<2, NV>(s, second, beta, c);
+        }
+        4
+    }
+
+    /// This tile from `rows` rows further down the block.
+    #[inline(always)]
+    fn rows_from(self, rows: usize) -> Self {
+        Tile {
+            r: self.r + rows,
+            ..self
         }
     }
 
@@ -1266,6 +1361,63 @@ mod tests {
                     assert_eq!(&got[..want.len()], &want[..], "{k}x{n} on {threads}");
                 }
             }
+        }
+    }
+
+    /// Products of 1-5 rows (the pair paths: two sub-panels at a time, and on 16 registers
+    /// four rows as two pairs over chunks of steps) match the reference on every
+    /// instruction set, with K below, at and past [`PAIR_CHUNK`] and past a K block.
+    #[test]
+    fn few_row_pairs_match_reference_every_arch() {
+        for arch in available_archs() {
+            for m in 1..=5 {
+                for k in [
+                    1,
+                    PAIR_CHUNK - 1,
+                    PAIR_CHUNK + 1,
+                    3 * PAIR_CHUNK + 5,
+                    KC + 7,
+                ] {
+                    for (n, beta) in [(70, 0.0), (33, 1.0), (16, 0.5)] {
+                        run::<f32>(arch, m, k, n, beta, 5).unwrap();
+                        run::<f64>(arch, m, k, n, beta, 6).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// A tile of four rows or more sums each row's steps in one accumulator set, in order,
+    /// so a product of 4 rows (a pair of four rows, or on 16 registers two pairs over chunks
+    /// of steps) gives the bits those rows get inside a larger block (whole microkernel
+    /// tiles): the chunks must carry the sums, not add partial ones to C. (Tiles of 1-2
+    /// rows keep two sets.)
+    #[test]
+    fn four_rows_keep_the_bits_of_a_larger_block() {
+        let (big, k, n) = (12, 3 * PAIR_CHUNK + 9, 70);
+        let mut rng = SplitMix::new(21);
+        let (a, w) = (
+            cast::<f32>(&rng.vec(big * k, 1.0)),
+            cast::<f32>(&rng.vec(k * n, 1.0)),
+        );
+        let mut packed_w = vec![0.0f32; packed_len::<f32>(k, n)];
+        let packed = pack(MatRef::row_major(&w, k, n, n), &mut packed_w);
+        for arch in available_archs() {
+            let product = |m: usize| {
+                let mut c = vec![0.0f32; m * n];
+                let mut scratch = vec![0.0f32; a_scratch_len(m, k)];
+                gemm_packed(
+                    arch,
+                    MatRef::row_major(&a, m, k, k),
+                    packed,
+                    0.0,
+                    MatMut::row_major(&mut c, m, n, n),
+                    &mut scratch,
+                );
+                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            let whole = product(big);
+            assert!(product(4) == whole[..4 * n], "4 rows on {arch:?}");
         }
     }
 
