@@ -102,16 +102,12 @@ impl<T: Float> ShapedRun for Group<'_, '_, '_, T> {
                     pack_a_block::<T, MR>(p.a, (0, p.a.rows()), (k0, k1), p.scratch);
                 }
             }
-            // Sub-panel by sub-panel, each meeting every part while it is in L1; the parts
-            // that run two at a time (few rows) take theirs on the even step.
+            // Sub-panel by sub-panel, each meeting every part while it is in L1 (each part
+            // runs its share of it as its own product would: `run_sub_panel_share`).
             for j in 0..sub_panels::<S, T, NV>(w) {
                 for p in parts.iter_mut().filter(|p| p.a.rows() > 0) {
                     let pass = BlockPass::view(p.a, (0, p.a.rows()), (k0, k1), beta, p.scratch);
-                    if !pass.pairs::<S, MR>() {
-                        pass.run_sub_panel::<S, MR, NV>(s, w, j, &mut p.c);
-                    } else if j % 2 == 0 {
-                        pass.run_sub_panels::<S, MR, NV>(s, w, j, &mut p.c);
-                    }
+                    pass.run_sub_panel_share::<S, MR, NV>(s, w, j, &mut p.c);
                 }
             }
         }
