@@ -898,21 +898,7 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             b.prefetch_c::<2>(c);
         }
         if self.k1 > self.k0 {
-            let rpr = self.regs_per_row;
-            let streams = halves.map(|(a, b)| {
-                // Both tiles read the same rows of A, so their A pointers and strides agree.
-                let (w1, a_ptr, a_step, a_row, len) = if a.block.row_major {
-                    a.pointers::<2, NV, true>()
-                } else {
-                    a.pointers::<2, NV, false>()
-                };
-                let (w2, ..) = if b.block.row_major {
-                    b.pointers::<2, NV, true>()
-                } else {
-                    b.pointers::<2, NV, false>()
-                };
-                ((w1, w2, rpr), (a_ptr, a_step, a_row), len)
-            });
+            let streams = halves.map(|(a, b)| a.pair_pointers::<2, NV>(&b));
             let len = streams[0].2;
             for k0 in (0..len).step_by(PAIR_CHUNK) {
                 for (&(w, a, _), acc) in streams.iter().zip(&mut acc) {
@@ -930,6 +916,32 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             b.store::<2, NV>(s, second, beta, c);
         }
         4
+    }
+
+    /// [`Self::pointers`] of a pair of tiles (this one and `other`, the next sub-panel, over
+    /// the same rows of A): both W pointers with the registers per step, A's pointer and
+    /// strides (the same for both tiles), and the step count.
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn pair_pointers<const R: usize, const NV: usize>(
+        &self,
+        other: &Self,
+    ) -> (
+        (*const V<S, T>, *const V<S, T>, usize),
+        (*const T, usize, usize),
+        usize,
+    ) {
+        let (w1, a, a_step, a_row, len) = if self.block.row_major {
+            self.pointers::<R, NV, true>()
+        } else {
+            self.pointers::<R, NV, false>()
+        };
+        let (w2, ..) = if other.block.row_major {
+            other.pointers::<R, NV, true>()
+        } else {
+            other.pointers::<R, NV, false>()
+        };
+        ((w1, w2, self.regs_per_row), (a, a_step, a_row), len)
     }
 
     /// This tile from `rows` rows further down the block.
@@ -956,19 +968,7 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         self.prefetch_c::<R>(c);
         other.prefetch_c::<R>(c);
         if self.k1 > self.k0 {
-            let rpr = self.regs_per_row;
-            // Both tiles read the same rows of A, so their A pointers and strides agree.
-            let (w1, a, a_step, a_row, len) = if self.block.row_major {
-                self.pointers::<R, NV, true>()
-            } else {
-                self.pointers::<R, NV, false>()
-            };
-            let (w2, ..) = if other.block.row_major {
-                other.pointers::<R, NV, true>()
-            } else {
-                other.pointers::<R, NV, false>()
-            };
-            let (w, a) = ((w1, w2, rpr), (a, a_step, a_row));
+            let (w, a, len) = self.pair_pointers::<R, NV>(&other);
             let groups = len / SETS * SETS;
             for kk in (0..groups).step_by(SETS) {
                 for j in 0..SETS {
@@ -1126,20 +1126,8 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         let mut first = [[[zero; NV]; 1]; PAIR_SETS];
         let mut second = first;
         if self.k1 > self.k0 {
-            // Both tiles read the same block of A, so their A pointers and strides agree.
-            let rpr = self.regs_per_row;
-            let (w1, a, a_step, a_row, len) = if self.block.row_major {
-                self.pointers::<1, NV, true>()
-            } else {
-                self.pointers::<1, NV, false>()
-            };
-            let (w2, ..) = if other.block.row_major {
-                other.pointers::<1, NV, true>()
-            } else {
-                other.pointers::<1, NV, false>()
-            };
+            let (w, (a, a_step, a_row), len) = self.pair_pointers::<1, NV>(&other);
             let groups = len / PAIR_SETS * PAIR_SETS;
-            let w = (w1, w2, rpr);
             for kk in (0..groups).step_by(PAIR_SETS) {
                 for j in 0..PAIR_SETS {
                     // SAFETY: kk + j < len for both tiles (same k range), within what
@@ -1292,6 +1280,24 @@ mod tests {
     ) -> Result<(), TestCaseError> {
         run_layout::<T>(arch, (m, k, n), false, beta, seed)?;
         run_layout::<T>(arch, (m, k, n), true, beta, seed)
+    }
+
+    /// `A W` for a row-major A of `a.len() / k` rows, C filled with NaN first (beta 0 must
+    /// not read it).
+    fn packed_product(arch: Arch, a: &[f32], w: PackedRef<'_, f32>) -> Vec<f32> {
+        let (k, n) = (w.k(), w.n());
+        let m = a.len() / k.max(1);
+        let mut c = vec![f32::NAN; m * n];
+        let mut scratch = vec![0.0f32; a_scratch_len(m, k)];
+        gemm_packed(
+            arch,
+            MatRef::row_major(a, m, k, k),
+            w,
+            0.0,
+            MatMut::row_major(&mut c, m, n, n),
+            &mut scratch,
+        );
+        c
     }
 
     /// `A` row-major, or column-major (a transposed row-major matrix).
@@ -1467,16 +1473,7 @@ mod tests {
         let packed = pack(MatRef::row_major(&w, k, n, n), &mut packed_w);
         for arch in available_archs() {
             let product = |m: usize| {
-                let mut c = vec![0.0f32; m * n];
-                let mut scratch = vec![0.0f32; a_scratch_len(m, k)];
-                gemm_packed(
-                    arch,
-                    MatRef::row_major(&a, m, k, k),
-                    packed,
-                    0.0,
-                    MatMut::row_major(&mut c, m, n, n),
-                    &mut scratch,
-                );
+                let c = packed_product(arch, &a[..m * k], packed);
                 c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             };
             let whole = product(big);
@@ -1515,17 +1512,7 @@ mod tests {
         let mut buf = vec![0.0f32; packed_len::<f32>(k, n)];
         let packed = pack(MatRef::row_major(&w, k, n, n), &mut buf);
         for arch in available_archs() {
-            let mut c = vec![f32::NAN; m * n];
-            let mut scratch = vec![0.0; a_scratch_len(m, k)];
-            gemm_packed(
-                arch,
-                MatRef::row_major(&a, m, k, k),
-                packed,
-                0.0,
-                MatMut::row_major(&mut c, m, n, n),
-                &mut scratch,
-            );
-            assert_eq!(c, want, "{arch:?}");
+            assert_eq!(packed_product(arch, &a, packed), want, "{arch:?}");
         }
     }
 }
