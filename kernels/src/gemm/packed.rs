@@ -1365,6 +1365,16 @@ mod tests {
                 run::<f64>(arch, m, k, n, beta, seed)?;
             }
         }
+
+        /// Few rows (the pair paths, alone and after whole tiles) with K over several
+        /// chunks of [`PAIR_CHUNK`] steps.
+        #[test]
+        fn few_rows_over_chunks_match_reference(m in prop::sample::select(vec![1usize, 2, 3, 4, 5, 7, 8, 9, 10, 14, 16]), k in 0usize..(3 * PAIR_CHUNK + 40), n in size(), beta in prop::sample::select(vec![0.0, 1.0, 0.5]), seed in any::<u64>()) {
+            for arch in available_archs() {
+                run::<f32>(arch, m, k, n, beta, seed)?;
+                run::<f64>(arch, m, k, n, beta, seed)?;
+            }
+        }
     }
 
     /// A product with a range of panels equals the same columns of the whole product.
