@@ -10,8 +10,15 @@
 //! elements from its rows as they are (A is not packed: it is small and read in order).
 //!
 //! The microkernel's shape follows the register file: with 32 registers (AVX-512) 12 rows x
-//! 2 registers, with 16 (AVX2) 6 x 2, scalar 4 x 8. The packed layout depends only on the
-//! element type, not on the instruction set, so one packing serves every path.
+//! 2 registers, with 16 (AVX2) 6 x 2, scalar 4 x 8. A panel (128 bytes of a row: the
+//! AVX-512 tile's width, and the unit the layers split columns by) is stored as
+//! [`strip_width`] columns at a time, all `K` rows of one strip before the next: on a machine
+//! whose best path is AVX2, two strips of 64 bytes, so that the AVX2 tile (16 f32 columns)
+//! reads whole cache lines one after another instead of every other line of a 128-byte
+//! row; elsewhere one strip, the whole panel. Every instruction set runs on either layout,
+//! so a forced path (tests, the scalar CI pass) uses the machine's.
+
+use std::sync::OnceLock;
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -24,6 +31,42 @@ use crate::lanes::V;
 /// Columns per packed panel: 128 bytes of a row (32 f32 or 16 f64).
 pub fn panel_width<T: Float>() -> usize {
     128 / core::mem::size_of::<T>()
+}
+
+/// Columns per strip of a panel on this machine (see the module docs): 64 bytes where the
+/// best instruction set has 16 registers (AVX2: its tile's width), else the whole panel.
+/// Measured on Zen 4 with AVX2 (best of several calls, alternating builds), strips against
+/// 128-byte rows: `[240, 512] x [512, 2048]` 76.0-80.8 -> 81.6-81.7 GFLOP/s, `[16, 512] x
+/// [512, 2048]` 83.2 -> 84.5, `[8, 256] x [256, 1024]` 78.4-78.6 -> 79.1-79.4, four rows
+/// much faster (see `BlockPass::pairs`); a single row, whose pair then reads two streams
+/// instead of one, 59.0-59.7 -> 62.4-62.8 us at `[512] x [512, 2048]` (W in L3), even at
+/// `[1024] x [1024, 3072 or 4096]` and `[256] x [256, 1024]`.
+pub fn strip_width<T: Float>() -> usize {
+    static BYTES: OnceLock<usize> = OnceLock::new();
+    let bytes = *BYTES.get_or_init(|| {
+        if cfg!(miri) {
+            128
+        } else {
+            Arch::new().dispatch(StripBytes)
+        }
+    });
+    bytes / core::mem::size_of::<T>()
+}
+
+/// The strip of [`strip_width`] in bytes for an instruction set.
+struct StripBytes;
+
+impl WithSimd for StripBytes {
+    type Output = usize;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> usize {
+        let lanes = f32::lanes::<S>();
+        if S::REGISTER_COUNT < 32 && lanes > 1 {
+            2 * lanes * core::mem::size_of::<f32>()
+        } else {
+            128
+        }
+    }
 }
 
 /// Elements [`pack`] writes for a `k x n` matrix.
@@ -39,6 +82,11 @@ pub struct PackedRef<'a, T> {
     n: usize,
     /// Elements from one panel's start to the next's (`k * NR` unless this is a row range).
     stride: usize,
+    /// Columns per strip ([`strip_width`] when packed here).
+    strip: usize,
+    /// Elements from one strip's start to the next's within a panel (`k * strip` unless
+    /// this is a row range).
+    strip_stride: usize,
 }
 
 impl<'a, T: Float> PackedRef<'a, T> {
@@ -51,11 +99,17 @@ impl<'a, T: Float> PackedRef<'a, T> {
             data.len() >= packed_len::<T>(k, n),
             "PackedRef::from_packed: buffer too short"
         );
+        PackedRef::whole(data, k, n, strip_width::<T>())
+    }
+    /// The whole `k x n` matrix in `data`, strips of `strip` columns.
+    fn whole(data: &'a [T], k: usize, n: usize, strip: usize) -> Self {
         PackedRef {
             data,
             k,
             n,
             stride: k * panel_width::<T>(),
+            strip,
+            strip_stride: k * strip,
         }
     }
     /// The panels `panels` (columns `panels.start * NR ..`, clipped to `n`): a product with
@@ -75,7 +129,7 @@ impl<'a, T: Float> PackedRef<'a, T> {
         let end = if panels.is_empty() {
             panels.start * self.stride
         } else {
-            (panels.end - 1) * self.stride + self.k * nr
+            (panels.end - 1) * self.stride + self.panel_len()
         };
         PackedRef {
             data: &self.data[panels.start * self.stride..end],
@@ -90,9 +144,8 @@ impl<'a, T: Float> PackedRef<'a, T> {
     /// If the range is past the last row.
     pub fn rows(&self, start: usize, len: usize) -> Self {
         assert!(start + len <= self.k, "PackedRef::rows: out of range");
-        let nr = panel_width::<T>();
         PackedRef {
-            data: &self.data[(start * nr).min(self.data.len())..],
+            data: &self.data[(start * self.strip).min(self.data.len())..],
             k: len,
             ..*self
         }
@@ -109,23 +162,38 @@ impl<'a, T: Float> PackedRef<'a, T> {
     pub fn n(&self) -> usize {
         self.n
     }
-    /// Panel `p`: `k` rows of [`panel_width`] elements.
-    fn panel(&self, p: usize) -> &'a [T] {
-        let at = p * self.stride;
-        &self.data[at..at + self.k * panel_width::<T>()]
+    /// Elements from a panel's start to the end of its last strip's rows.
+    fn panel_len(&self) -> usize {
+        (panel_width::<T>() / self.strip - 1) * self.strip_stride + self.k * self.strip
+    }
+    /// Strip `i` of panel `p`: `k` rows of `strip` elements.
+    fn strip(&self, p: usize, i: usize) -> &'a [T] {
+        let at = p * self.stride + i * self.strip_stride;
+        &self.data[at..at + self.k * self.strip]
     }
 }
 
 /// Packs `w` (`k x n`, any strides) into `out` (at least [`packed_len`] long): panel `p`
-/// holds rows `0..k` of columns `p*NR..(p+1)*NR`, zero-padded past `n`.
+/// holds rows `0..k` of columns `p*NR..(p+1)*NR`, zero-padded past `n`, strip by strip
+/// (see the module docs).
 ///
 /// Row-major sources copy row segments; column-major ones (a transposed row-major matrix,
-/// as `W_hh^T` is) transpose one panel at a time, reading its columns in parallel streams.
+/// as `W_hh^T` is) transpose one strip at a time, reading its columns in parallel streams.
 ///
 /// # Panics
 /// If `out` is too short.
 pub fn pack<'a, T: Float>(w: MatRef<'_, T>, out: &'a mut [T]) -> PackedRef<'a, T> {
-    let (k, n, nr) = (w.rows(), w.cols(), panel_width::<T>());
+    pack_strips(w, out, strip_width::<T>())
+}
+
+/// [`pack`] in strips of `strip` columns (a divisor of [`panel_width`]; tests pack both
+/// layouts on any machine).
+pub(crate) fn pack_strips<'a, T: Float>(
+    w: MatRef<'_, T>,
+    out: &'a mut [T],
+    strip: usize,
+) -> PackedRef<'a, T> {
+    let (k, n) = (w.rows(), w.cols());
     let len = packed_len::<T>(k, n);
     assert!(
         out.len() >= len,
@@ -134,14 +202,18 @@ pub fn pack<'a, T: Float>(w: MatRef<'_, T>, out: &'a mut [T]) -> PackedRef<'a, T
     );
     let out = &mut out[..len];
     if k > 0 {
-        for (p, panel) in out.chunks_exact_mut(k * nr).enumerate() {
-            let (c0, width) = (p * nr, nr.min(n - p * nr));
-            if w.col_stride() == 1 {
-                pack_rows(w, panel, c0, width);
+        // Strips follow each other through the whole buffer, panel after panel.
+        for (i, dst) in out.chunks_exact_mut(k * strip).enumerate() {
+            let c0 = i * strip;
+            let width = strip.min(n.saturating_sub(c0));
+            if width == 0 {
+                dst.fill(T::ZERO);
+            } else if w.col_stride() == 1 {
+                pack_rows(w, dst, c0, width);
             } else if w.row_stride() == 1 {
-                super::transpose::transpose_panel(w, panel, c0, width);
+                super::transpose::transpose_panel(w, dst, c0, width);
             } else {
-                for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                for (row, dst) in dst.chunks_exact_mut(strip).enumerate() {
                     for (c, d) in dst.iter_mut().enumerate() {
                         *d = if c < width {
                             *w.at(row, c0 + c)
@@ -153,12 +225,7 @@ pub fn pack<'a, T: Float>(w: MatRef<'_, T>, out: &'a mut [T]) -> PackedRef<'a, T
             }
         }
     }
-    PackedRef {
-        data: out,
-        k,
-        n,
-        stride: k * nr,
-    }
+    PackedRef::whole(out, k, n, strip)
 }
 
 /// [`pack`] on up to `threads` threads of the current rayon pool (0: all of them), split by
@@ -187,12 +254,7 @@ pub fn pack_on<'a, T: Float>(
     // Below about 64K elements the split costs more than the copy.
     let parts = if len < 1 << 16 { 1 } else { threads };
     pack_parts(w, &mut out[..len], parts);
-    PackedRef {
-        data: out,
-        k: w.rows(),
-        n: w.cols(),
-        stride: w.rows() * panel_width::<T>(),
-    }
+    PackedRef::whole(out, w.rows(), w.cols(), strip_width::<T>())
 }
 
 /// Packs `w` into `out` in `parts` ranges of whole panels, in parallel with rayon's `join`.
@@ -212,10 +274,11 @@ fn pack_parts<T: Float>(w: MatRef<'_, T>, out: &mut [T], parts: usize) {
     );
 }
 
-/// One panel from a row-major source: row segments copied as they are.
-fn pack_rows<T: Float>(w: MatRef<'_, T>, panel: &mut [T], c0: usize, width: usize) {
-    let nr = panel_width::<T>();
-    for (row, dst) in panel.chunks_exact_mut(nr).enumerate() {
+/// One strip (`k` rows of `strip.len() / k`) from a row-major source: row segments copied
+/// as they are.
+fn pack_rows<T: Float>(w: MatRef<'_, T>, strip: &mut [T], c0: usize, width: usize) {
+    let nr = strip.len() / w.rows();
+    for (row, dst) in strip.chunks_exact_mut(nr).enumerate() {
         dst[..width].copy_from_slice(&w.row(row)[c0..c0 + width]);
         dst[width..].fill(T::ZERO);
     }
@@ -356,6 +419,43 @@ fn run_shaped<S: Simd, R: ShapedRun>(body: R, s: S) {
     }
 }
 
+/// Columns of the microkernel's tile on `arch` (see [`run_shaped`]): the strips a product
+/// runs on must be a multiple of it.
+#[cfg(test)]
+pub(crate) fn tile_width<T: Float>(arch: Arch) -> usize {
+    struct Width<T>(core::marker::PhantomData<T>);
+    impl<T: Float> WithSimd for Width<T> {
+        type Output = usize;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, _: S) -> usize {
+            let (lanes, regs) = (T::lanes::<S>(), panel_width::<T>() / T::lanes::<S>());
+            if lanes > 1 && regs.is_multiple_of(2) {
+                2 * lanes
+            } else {
+                8
+            }
+        }
+    }
+    arch.dispatch(Width::<T>(core::marker::PhantomData))
+}
+
+/// The strip widths a product on `arch` can run on (the whole panel, and half of it where
+/// the tile fits), for tests of both layouts.
+#[cfg(test)]
+pub(crate) fn strips_for<T: Float>(arch: Arch) -> Vec<usize> {
+    let nr = panel_width::<T>();
+    [nr, nr / 2]
+        .into_iter()
+        .filter(|s| s.is_multiple_of(tile_width::<T>(arch)))
+        .collect()
+}
+
+/// The index of element `(kk, col)` of a `k`-row matrix packed in strips of `strip`.
+#[cfg(test)]
+pub(crate) fn packed_index(k: usize, strip: usize, kk: usize, col: usize) -> usize {
+    (col / strip) * k * strip + kk * strip + col % strip
+}
+
 /// Accumulator sets of a single-row tile (alone or in [`Tile::run_pair`]); with two rows or
 /// fewer registers per step, see [`Tile::run`].
 const PAIR_SETS: usize = 2;
@@ -368,11 +468,12 @@ const fn accumulator_sets(accumulators: usize) -> usize {
     if accumulators <= 4 { 2 } else { 1 }
 }
 
-/// Steps per chunk of [`Tile::run_pair_rows_by_chunks`]: 128 steps of a whole panel are 16
-/// KiB of f32, in L1 with the rows of A (64 and 256 measured the same or slower on Zen 4).
-/// Measured there, `[4, K] x [K, 4K]` against four rows in one tile: K = 1024 1.15-1.25x
-/// with W in L3 and 1.7-2x from memory, K = 512 0.92x (W in L3), K = 128 0.82x (in L2).
-const PAIR_CHUNK: usize = 128;
+/// Steps ahead a tile of a few-row block asks for W (on 16 registers; see
+/// [`BlockPass::streams_w`]): 2 KiB ahead in a 64-byte strip. Measured on Zen 4 with AVX2,
+/// `[4, 1024] x [1024, 4096]` with W in L3: 557-562 us without, 530-549 at 8-32 steps
+/// ahead; at 8-16 rows (where W is in cache and the tile is a remainder) it cost 0.5%, so
+/// larger blocks do not ask.
+const PREFETCH_STEPS: usize = 32;
 
 /// Accumulator sets of each tile of a pair of `accumulators` each ([`Tile::run_rows_pair`]).
 /// With 32 registers the rule of a tile alone, [`accumulator_sets`]: a sub-panel there is a
@@ -539,7 +640,12 @@ impl<'a, T: Float> BlockPass<'a, T> {
         if col0 >= w.n {
             return None;
         }
-        let (regs, _) = T::v_split::<S>(w.panel(p));
+        assert!(
+            w.strip.is_multiple_of(sub),
+            "gemm_packed: strips of {} columns are narrower than this path's tile",
+            w.strip
+        );
+        let (regs, _) = T::v_split::<S>(w.strip(p, s0 / w.strip));
         Some(Tile {
             block: self.panel_of(0, MR),
             regs,
@@ -549,20 +655,38 @@ impl<'a, T: Float> BlockPass<'a, T> {
             row0: self.m0,
             col0,
             width: sub.min(w.n - col0),
-            sub_reg: s0 / lanes,
-            regs_per_row: nr / lanes,
+            sub_reg: s0 % w.strip / lanes,
+            regs_per_row: w.strip / lanes,
+            ahead: if self.streams_w::<S>() {
+                PREFETCH_STEPS * w.strip / lanes
+            } else {
+                0
+            },
         })
     }
 
     /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panels`]): a
-    /// single row, or 2-4 rows (fewer than a tile) on SIMD paths. With 16 registers (AVX2)
-    /// the two sub-panels are the two halves of one panel (each step's two cache lines);
-    /// 2-4 rows there were one tile on one half and then one on the other, which streamed W
-    /// at 7-10 GB/s from memory and 22-33 from L3 on Zen 4 (paired: 17-31 and 27-50).
+    /// single row, or 2-4 rows (fewer than a tile) on SIMD paths, 2-3 with 16 registers
+    /// (AVX2), where a pair of four rows would not fit. There the two sub-panels are the two
+    /// halves of one panel (two strips, or one 128-byte row); 2-3 rows as one tile on one
+    /// half and then one on the other streamed W at 7-10 GB/s from memory and 22-33 from L3
+    /// on Zen 4 (paired: 17-31 and 27-50). Four rows on strips read whole cache lines as one
+    /// tile and ask for W ahead ([`Self::streams_w`]): `[4, 1024] x [1024, 4096]` with W in
+    /// L3 530-549 us, 595-624 as two 2-row pairs over chunks of steps (the rule before
+    /// strips), even from memory; `[4, 512] x [512, 2048]` 109 against 124-125.
     #[inline(always)]
     fn pairs<S: Simd, const MR: usize>(&self) -> bool {
         let rows = self.m1 - self.m0;
-        rows == 1 || (rows < MR && rows <= 4 && T::lanes::<S>() > 1)
+        let most = if S::REGISTER_COUNT >= 32 { 4 } else { 3 };
+        rows == 1 || (rows < MR && rows <= most && T::lanes::<S>() > 1)
+    }
+
+    /// Whether this block's tiles ask for W [`PREFETCH_STEPS`] steps ahead: a few rows (at
+    /// most 4: W then streams from L3 or memory with little work per line) on a SIMD path
+    /// with 16 registers. (Not measured with 32 registers, so not asked there.)
+    #[inline(always)]
+    fn streams_w<S: Simd>(&self) -> bool {
+        S::REGISTER_COUNT < 32 && T::lanes::<S>() > 1 && self.m1 - self.m0 <= 4
     }
 
     /// Sub-panels `j` and `j + 1` (when there is one) of this block.
@@ -703,18 +827,23 @@ const PREFETCH_COLS: usize = 4;
 /// Asks for the cache lines of `x` (a hint: nothing is read into the program).
 #[inline(always)]
 fn prefetch<T>(x: &[T]) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
     for line in x.chunks(64 / core::mem::size_of::<T>().max(1)) {
-        // SAFETY: a prefetch never faults and changes nothing the program can observe; the
-        // address is inside a live slice anyway.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            )
-        };
+        prefetch_ptr(line.as_ptr());
     }
+}
+
+/// Asks for the cache line at `p`, which may lie past the data (a hint: nothing is read
+/// into the program).
+#[inline(always)]
+fn prefetch_ptr<X>(p: *const X) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: a prefetch never faults, whatever the address, and changes nothing the
+    // program can observe.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = x;
+    let _ = p;
 }
 
 /// The block size for `len` in blocks of at most `max`: as even as multiples of `unit` make
@@ -797,6 +926,8 @@ struct Tile<'a, S: Simd, T: Float> {
     /// The sub-panel's first register within a panel row.
     sub_reg: usize,
     regs_per_row: usize,
+    /// Registers of W ahead of each step to ask for (0: none).
+    ahead: usize,
 }
 
 impl<S: Simd, T: Float> Tile<'_, S, T> {
@@ -846,8 +977,8 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
                 },
             );
             done += match rows - done {
-                4.. if S::REGISTER_COUNT >= 32 => a.run_pair_rows::<4, NV>(b, s, beta, c),
-                4.. => a.run_pair_rows_by_chunks::<NV>(b, s, beta, c),
+                // Four rows pair only with 32 registers (see `BlockPass::pairs`).
+                4.. => a.run_pair_rows::<4, NV>(b, s, beta, c),
                 2..=3 => a.run_pair_rows::<2, NV>(b, s, beta, c),
                 _ => {
                     a.run_pair::<NV>(b, s, beta, c);
@@ -870,52 +1001,6 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             2 => self.run_pair_sets::<R, NV, 2>(other, s, beta, c),
             _ => self.run_pair_sets::<R, NV, 1>(other, s, beta, c),
         }
-    }
-
-    /// Four rows of a pair with 16 registers, where one pair of four rows would not fit:
-    /// rows 0-1 and then rows 2-3 of the pair over each chunk of [`PAIR_CHUNK`] steps, so
-    /// that the second two rows find the chunk of W in L1 and W still streams as whole
-    /// panel rows (two cache lines per step). Each row keeps one accumulator set across the
-    /// chunks, so its sums are those of a tile of four or more rows alone (one set, steps in
-    /// order): the bits do not depend on how a product's rows were cut into tiles. Returns 4.
-    /// (Pairing the halves of a panel is what makes W stream well here: one tile reading
-    /// one of the two cache lines of every step of a panel ran 7-10 GB/s of W from memory
-    /// on Zen 4, both halves together 17-31; see `PAIR_CHUNK` for the cost in cache.)
-    #[inline(always)]
-    fn run_pair_rows_by_chunks<const NV: usize>(
-        self,
-        other: Self,
-        s: S,
-        beta: T,
-        c: &mut MatMut<'_, T>,
-    ) -> usize {
-        let zero = T::v_splat(s, T::ZERO);
-        // [rows 0-1, rows 2-3] x [this tile, the other].
-        let mut acc = [[[[zero; NV]; 2]; 2]; 2];
-        let halves = [(self, other), (self.rows_from(2), other.rows_from(2))];
-        for (a, b) in halves {
-            a.prefetch_c::<2>(c);
-            b.prefetch_c::<2>(c);
-        }
-        if self.k1 > self.k0 {
-            let streams = halves.map(|(a, b)| a.pair_pointers::<2, NV>(&b));
-            let len = streams[0].2;
-            for k0 in (0..len).step_by(PAIR_CHUNK) {
-                for (&(w, a, _), acc) in streams.iter().zip(&mut acc) {
-                    let [first, second] = acc;
-                    for k in k0..(k0 + PAIR_CHUNK).min(len) {
-                        // SAFETY: k < len for both tiles of this half (same k range),
-                        // within what `pointers` checked for each.
-                        unsafe { Self::step_pair::<2, NV>(s, w, a, k, first, second) };
-                    }
-                }
-            }
-        }
-        for ((a, b), [first, second]) in halves.into_iter().zip(acc) {
-            a.store::<2, NV>(s, first, beta, c);
-            b.store::<2, NV>(s, second, beta, c);
-        }
-        4
     }
 
     /// [`Self::pointers`] of a pair of tiles (this one and `other`, the next sub-panel, over
@@ -942,15 +1027,6 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             other.pointers::<R, NV, false>()
         };
         ((w1, w2, self.regs_per_row), (a, a_step, a_row), len)
-    }
-
-    /// This tile from `rows` rows further down the block.
-    #[inline(always)]
-    fn rows_from(self, rows: usize) -> Self {
-        Tile {
-            r: self.r + rows,
-            ..self
-        }
     }
 
     /// [`Self::run_pair_rows`] with `SETS` accumulator sets per tile.
@@ -1075,7 +1151,7 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         if self.k1 == self.k0 {
             return;
         }
-        let rpr = self.regs_per_row;
+        let (rpr, ahead) = (self.regs_per_row, self.ahead);
         let (w, a, a_step, a_row, len) = self.pointers::<R, NV, ROW>();
         // Steps go in groups of SETS so that each set is indexed by a constant (registers).
         let groups = len / SETS * SETS;
@@ -1083,6 +1159,9 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             for (j, acc) in sets.iter_mut().enumerate() {
                 let k = kk + j;
                 let (w_k, a_k) = (w.wrapping_add(k * rpr), a.wrapping_add(k * a_step));
+                if ahead > 0 {
+                    prefetch_ptr(w_k.wrapping_add(ahead));
+                }
                 // SAFETY: k < len, so both are within the ranges `pointers` checked.
                 unsafe { Self::step::<R, NV>(s, w_k, a_k, a_row, acc) };
             }
@@ -1278,8 +1357,11 @@ mod tests {
         beta: f64,
         seed: u64,
     ) -> Result<(), TestCaseError> {
-        run_layout::<T>(arch, (m, k, n), false, beta, seed)?;
-        run_layout::<T>(arch, (m, k, n), true, beta, seed)
+        for strip in strips_for::<T>(arch) {
+            run_layout::<T>(arch, (m, k, n), (false, strip), beta, seed)?;
+            run_layout::<T>(arch, (m, k, n), (true, strip), beta, seed)?;
+        }
+        Ok(())
     }
 
     /// `A W` for a row-major A of `a.len() / k` rows, C filled with NaN first (beta 0 must
@@ -1300,11 +1382,12 @@ mod tests {
         c
     }
 
-    /// `A` row-major, or column-major (a transposed row-major matrix).
+    /// `A` row-major, or column-major (a transposed row-major matrix); W packed in strips
+    /// of `strip` columns.
     fn run_layout<T: Float>(
         arch: Arch,
         (m, k, n): (usize, usize, usize),
-        col_major: bool,
+        (col_major, strip): (bool, usize),
         beta: f64,
         seed: u64,
     ) -> Result<(), TestCaseError> {
@@ -1336,7 +1419,7 @@ mod tests {
         let mut buf = vec![T::NAN; packed_len::<T>(k, n)];
         // Pack from the transpose's view, as the layers do with W_hh^T.
         let wt: Vec<T> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
-        let packed = pack(MatRef::new(&wt, k, n, 1, k), &mut buf);
+        let packed = pack_strips(MatRef::new(&wt, k, n, 1, k), &mut buf, strip);
         let mut scratch = vec![T::NAN; a_scratch_len(m, k)];
         gemm_packed(
             arch,
@@ -1366,10 +1449,10 @@ mod tests {
             }
         }
 
-        /// Few rows (the pair paths, alone and after whole tiles) with K over several
-        /// chunks of [`PAIR_CHUNK`] steps.
+        /// Few rows (the pair paths, alone and after whole tiles, and the tiles that ask for
+        /// W ahead) with K up to past a K block.
         #[test]
-        fn few_rows_over_chunks_match_reference(m in prop::sample::select(vec![1usize, 2, 3, 4, 5, 7, 8, 9, 10, 14, 16]), k in 0usize..(3 * PAIR_CHUNK + 40), n in size(), beta in prop::sample::select(vec![0.0, 1.0, 0.5]), seed in any::<u64>()) {
+        fn few_rows_match_reference(m in prop::sample::select(vec![1usize, 2, 3, 4, 5, 7, 8, 9, 10, 14, 16]), k in 0usize..(KC + 40), n in size(), beta in prop::sample::select(vec![0.0, 1.0, 0.5]), seed in any::<u64>()) {
             for arch in available_archs() {
                 run::<f32>(arch, m, k, n, beta, seed)?;
                 run::<f64>(arch, m, k, n, beta, seed)?;
@@ -1443,18 +1526,18 @@ mod tests {
         }
     }
 
-    /// Products of 1-5 rows (the pair paths: two sub-panels at a time, and on 16 registers
-    /// four rows as two pairs over chunks of steps) match the reference on every
-    /// instruction set, with K below, at and past [`PAIR_CHUNK`] and past a K block.
+    /// Products of 1-5 rows (the pair paths: two sub-panels at a time; on 16 registers four
+    /// rows as one tile that asks for W ahead) match the reference on every instruction set
+    /// and strip width, with K below, at and past [`PREFETCH_STEPS`] and past a K block.
     #[test]
     fn few_row_pairs_match_reference_every_arch() {
         for arch in available_archs() {
             for m in 1..=5 {
                 for k in [
                     1,
-                    PAIR_CHUNK - 1,
-                    PAIR_CHUNK + 1,
-                    3 * PAIR_CHUNK + 5,
+                    PREFETCH_STEPS - 1,
+                    PREFETCH_STEPS + 1,
+                    3 * PREFETCH_STEPS + 5,
                     KC + 7,
                 ] {
                     for (n, beta) in [(70, 0.0), (33, 1.0), (16, 0.5)] {
@@ -1467,27 +1550,31 @@ mod tests {
     }
 
     /// A tile of four rows or more sums each row's steps in one accumulator set, in order,
-    /// so a product of 4 rows (a pair of four rows, or on 16 registers two pairs over chunks
-    /// of steps) gives the bits those rows get inside a larger block (whole microkernel
-    /// tiles): the chunks must carry the sums, not add partial ones to C. (Tiles of 1-2
-    /// rows keep two sets.)
+    /// so a product of 4 rows (a pair of four rows with 32 registers, one tile with 16)
+    /// gives the bits those rows get inside a larger block (whole microkernel tiles), on
+    /// either strip width. (Tiles of 1-2 rows keep two sets.)
     #[test]
     fn four_rows_keep_the_bits_of_a_larger_block() {
-        let (big, k, n) = (12, 3 * PAIR_CHUNK + 9, 70);
+        let (big, k, n) = (12, KC + 9, 70);
         let mut rng = SplitMix::new(21);
         let (a, w) = (
             cast::<f32>(&rng.vec(big * k, 1.0)),
             cast::<f32>(&rng.vec(k * n, 1.0)),
         );
         let mut packed_w = vec![0.0f32; packed_len::<f32>(k, n)];
-        let packed = pack(MatRef::row_major(&w, k, n, n), &mut packed_w);
         for arch in available_archs() {
-            let product = |m: usize| {
-                let c = packed_product(arch, &a[..m * k], packed);
-                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            };
-            let whole = product(big);
-            assert!(product(4) == whole[..4 * n], "4 rows on {arch:?}");
+            for strip in strips_for::<f32>(arch) {
+                let packed = pack_strips(MatRef::row_major(&w, k, n, n), &mut packed_w, strip);
+                let product = |m: usize| {
+                    let c = packed_product(arch, &a[..m * k], packed);
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                let whole = product(big);
+                assert!(
+                    product(4) == whole[..4 * n],
+                    "4 rows on {arch:?}, strips of {strip}"
+                );
+            }
         }
     }
 

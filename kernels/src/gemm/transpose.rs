@@ -7,18 +7,18 @@
 //! ragged edge) goes through a 16x8 local array, loads and stores both contiguous.
 
 use super::MatRef;
-use super::packed::panel_width;
 use crate::float::Float;
 
-/// Writes `panel` (`w.rows()` rows of [`panel_width`]) from columns `c0..c0 + width` of the
-/// column-major `w`, zero past `width`.
+/// Writes `panel` (`w.rows()` rows of `panel.len() / w.rows()`: a strip of a packed panel)
+/// from columns `c0..c0 + width` of the column-major `w` (at least one row), zero past
+/// `width`.
 pub(super) fn transpose_panel<T: Float>(
     w: MatRef<'_, T>,
     panel: &mut [T],
     c0: usize,
     width: usize,
 ) {
-    let (k, nr) = (w.rows(), panel_width::<T>());
+    let (k, nr) = (w.rows(), panel.len() / w.rows());
     let (k8, w8) = fast_tiles(w, panel, c0, width, nr);
     // What the registers left: the columns past the last whole group of 8, then the rows
     // past the last whole group of 8.
@@ -38,7 +38,7 @@ fn through_array<T: Float>(
 ) {
     const TILE: usize = 16;
     const COLS: usize = 8;
-    let nr = panel_width::<T>();
+    let nr = panel.len() / w.rows();
     let wt = w.t();
     for k0 in (r0..r1).step_by(TILE) {
         let rows = TILE.min(r1 - k0);
@@ -194,26 +194,26 @@ mod avx {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::packed::{pack, packed_len};
+    use super::super::packed::{pack_strips, packed_index, packed_len, panel_width};
     use super::*;
     use crate::testing::{SplitMix, cases, cast, size};
 
-    /// Packs a column-major `k x n` view (columns `ld >= k` apart) and compares every element
-    /// of every panel with the source, zero padding included; the buffer starts as NaN, so an
-    /// element nobody wrote fails too.
+    /// Packs a column-major `k x n` view (columns `ld >= k` apart) in both strip layouts and
+    /// compares every element of every panel with the source, zero padding included; the
+    /// buffer starts as NaN, so an element nobody wrote fails too.
     fn packs_exactly<T: Float>(k: usize, n: usize, pad: usize, seed: u64) {
         let ld = k + pad;
         let data = cast::<T>(&SplitMix::new(seed).vec(n * ld, 1.0));
         let w = MatRef::new(&data, k, n, 1, ld);
-        let mut out = vec![T::NAN; packed_len::<T>(k, n)];
-        pack(w, &mut out);
         let nr = panel_width::<T>();
-        for (p, panel) in out.chunks_exact(k.max(1) * nr).enumerate() {
-            for kk in 0..k {
-                for c in 0..nr {
-                    let col = p * nr + c;
+        for strip in [nr, nr / 2] {
+            let mut out = vec![T::NAN; packed_len::<T>(k, n)];
+            pack_strips(w, &mut out, strip);
+            for col in 0..n.next_multiple_of(nr) {
+                for kk in 0..k {
                     let want = if col < n { *w.at(kk, col) } else { T::ZERO };
-                    assert_eq!(panel[kk * nr + c], want, "{k}x{n} panel {p} ({kk}, {c})");
+                    let got = out[packed_index(k, strip, kk, col)];
+                    assert_eq!(got, want, "{k}x{n} strips of {strip}: ({kk}, {col})");
                 }
             }
         }
