@@ -90,7 +90,8 @@ pub struct PackedRef<'a, T> {
 }
 
 impl<'a, T: Float> PackedRef<'a, T> {
-    /// A view of a buffer [`pack`] filled for a `k x n` matrix (kept elsewhere, e.g. cached).
+    /// A view of a buffer [`pack`] filled for a `k x n` matrix (kept elsewhere, e.g. cached)
+    /// in this process: the strips are this machine's [`strip_width`].
     ///
     /// # Panics
     /// If `data` is shorter than [`packed_len`].
@@ -1495,6 +1496,41 @@ mod tests {
                 assert_eq!(
                     &out[r * cols..(r + 1) * cols],
                     &whole[r * n + p0 * nr..r * n + p0 * nr + cols]
+                );
+            }
+        }
+    }
+
+    /// A range of rows of a packed W (a K block, as the layers' input projections take)
+    /// and a range of panels of that multiply exactly as the same part of W packed on its
+    /// own, on every instruction set and strip width.
+    #[test]
+    fn row_and_panel_ranges_match_their_own_packing() {
+        let (m, k, n, start, len) = (5, 90, 100, 17, 41);
+        let mut rng = SplitMix::new(8);
+        let (a, w) = (
+            cast::<f32>(&rng.vec(m * len, 1.0)),
+            cast::<f32>(&rng.vec(k * n, 1.0)),
+        );
+        let nr = panel_width::<f32>();
+        let (p0, p1) = (1, n.div_ceil(nr));
+        let cols = n - p0 * nr;
+        let mut whole = vec![0.0f32; packed_len::<f32>(k, n)];
+        let mut part = vec![0.0f32; packed_len::<f32>(len, cols)];
+        for arch in available_archs() {
+            for strip in strips_for::<f32>(arch) {
+                let packed = pack_strips(MatRef::row_major(&w, k, n, n), &mut whole, strip);
+                let own = pack_strips(
+                    MatRef::row_major(&w[start * n + p0 * nr..], len, cols, n),
+                    &mut part,
+                    strip,
+                );
+                let view = packed.rows(start, len).panels(p0..p1);
+                assert_eq!((view.k(), view.n()), (len, cols));
+                assert_eq!(
+                    packed_product(arch, &a, view),
+                    packed_product(arch, &a, own),
+                    "{arch:?}, strips of {strip}"
                 );
             }
         }
