@@ -520,8 +520,10 @@ impl<T: Float> ShapedRun for Product<'_, '_, T> {
                     pack_a_block::<T, MR>(a, rows, (k0, k1), scratch);
                 }
                 let pass = BlockPass::view(a, rows, (k0, k1), beta, scratch);
-                for j in (0..sub_panels::<S, T, NV>(w)).step_by(2) {
-                    pass.run_sub_panels::<S, MR, NV>(s, w, j, &mut c);
+                // An even count, so that an odd last sub-panel's partner (none) is visited
+                // too: `run_sub_panel_share` finishes a pair on its odd member.
+                for j in 0..sub_panels::<S, T, NV>(w).next_multiple_of(2) {
+                    pass.run_sub_panel_share::<S, MR, NV>(s, w, j, &mut c);
                 }
             }
         }
@@ -666,7 +668,7 @@ impl<'a, T: Float> BlockPass<'a, T> {
         })
     }
 
-    /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panels`]): a
+    /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panel_share`]): a
     /// single row, or 2-4 rows (fewer than a tile) on SIMD paths, 2-3 with 16 registers
     /// (AVX2), where a pair of four rows would not fit. There the two sub-panels are the two
     /// halves of one panel (two strips, or one 128-byte row); 2-3 rows as one tile on one
@@ -688,19 +690,6 @@ impl<'a, T: Float> BlockPass<'a, T> {
     #[inline(always)]
     fn streams_w<S: Simd>(&self) -> bool {
         S::REGISTER_COUNT < 32 && T::lanes::<S>() > 1 && self.m1 - self.m0 <= 4
-    }
-
-    /// Sub-panels `j` and `j + 1` (when there is one) of this block.
-    #[inline(always)]
-    fn run_sub_panels<S: Simd, const MR: usize, const NV: usize>(
-        &self,
-        s: S,
-        w: PackedRef<'a, T>,
-        j: usize,
-        c: &mut MatMut<'_, T>,
-    ) {
-        self.run_sub_panel_share::<S, MR, NV>(s, w, j, c);
-        self.run_sub_panel_share::<S, MR, NV>(s, w, j + 1, c);
     }
 
     /// What this block runs of sub-panel `j` as the sub-panels go by in order: with
