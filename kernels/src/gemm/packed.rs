@@ -294,7 +294,9 @@ fn pack_rows<T: Float>(w: MatRef<'_, T>, strip: &mut [T], c0: usize, width: usiz
 /// each block copied into `scratch` as BLIS packs A: micro-panels of as many rows as the
 /// microkernel takes, each stored step by step, so a step's values lie side by side whatever
 /// A's strides (at strides that are multiples of 4 KiB, reading A in place falls into one
-/// cache set and evicts itself). A single row is read in place.
+/// cache set and evicts itself). A single row is read in place. When A's whole K is at hand
+/// (read in place, or a few rows), each panel of W goes through all its K blocks before the
+/// next, so W is read in one pass; every column sums its K blocks in the same order.
 ///
 /// # Panics
 /// If the shapes disagree, `C`'s rows or both of `A`'s strides are not contiguous, or
@@ -361,16 +363,35 @@ pub const KC: usize = 512;
 /// each other).
 pub const PACK_LD: usize = KC + 16;
 
-/// The scratch [`gemm_packed`] needs for an `m x k` `A` (one block of up to [`MC`] rows;
-/// none for one row, which is read in place). The same for every instruction set.
+/// The scratch [`gemm_packed`] needs for an `m x k` `A`: one block of up to [`MC`] rows, or
+/// for at most [`WHOLE_K_ROWS`] rows all of A's K blocks; none for one row, which is read in
+/// place. The same for every instruction set.
 pub fn a_scratch_len(m: usize, k: usize) -> usize {
     // Rows rounded up to a multiple of every microkernel height (4, 6, 12).
-    let _ = k;
+    let block = m.min(MC).next_multiple_of(12) * PACK_LD;
     if m <= 1 {
         0
+    } else if m <= WHOLE_K_ROWS {
+        block.max(m * PACK_LD * k.div_ceil(KC))
     } else {
-        m.min(MC).next_multiple_of(12) * PACK_LD
+        block
     }
+}
+
+/// Most rows of row-major A that a product packs K block after K block into its scratch,
+/// so that it can read W in one pass ([`walks_w_once`]). Few rows do little work per byte
+/// of W, which streams from L3 or memory.
+pub const WHOLE_K_ROWS: usize = 4;
+
+/// Whether a product of `rows` rows of `a` walks each sub-panel of W through every K block
+/// before the next one, instead of every sub-panel once per K block: when A's whole K is at
+/// hand, read in place or packed whole ([`WHOLE_K_ROWS`]). Each column is still summed K
+/// block by K block, in order, so the bits are those of the blocked walk. Measured on Zen 4
+/// (AVX2, 64-byte strips): `[4, 1024] x [1024, 4096]` 549-564 -> 493-502 us with W in L3,
+/// 1106-1165 -> 874-928 from memory; `[2, 1024] x [1024, 4096]` 350-360 -> 315-336; a
+/// single row `[1, 1024] x [1024, 3072]` 210-218 -> 198-201.
+fn walks_w_once<T>(a: MatRef<'_, T>, rows: usize) -> bool {
+    reads_a_in_place(a) || (a.col_stride() == 1 && rows <= WHOLE_K_ROWS)
 }
 
 /// Column-major A of at most this many rows is read in place: each tile's step reads a
@@ -514,16 +535,37 @@ impl<T: Float> ShapedRun for Product<'_, '_, T> {
         let mc = balanced(m, MC, MR);
         for m0 in (0..m).step_by(mc) {
             let rows = (m0, (m0 + mc).min(m));
-            for (k0, k1) in k_blocks(k) {
-                let beta = block_beta(beta, k0);
+            let subs = sub_panels::<S, T, NV>(w).next_multiple_of(2);
+            if walks_w_once(a, rows.1 - rows.0) {
+                // A's whole K is at hand (in place, or a few rows packed block after block),
+                // so each sub-panel meets every K block before the next: W is read in one
+                // pass, in order, as a stream the hardware prefetcher follows.
+                let stride = (rows.1 - rows.0) * PACK_LD;
+                let at = |i: usize| if reads_a_in_place(a) { 0 } else { i * stride };
                 if !reads_a_in_place(a) {
-                    pack_a_block::<T, MR>(a, rows, (k0, k1), scratch);
+                    for (i, ks) in k_blocks(k).enumerate() {
+                        pack_a_block::<T, MR>(a, rows, ks, &mut scratch[at(i)..]);
+                    }
                 }
-                let pass = BlockPass::view(a, rows, (k0, k1), beta, scratch);
-                // An even count, so that an odd last sub-panel's partner (none) is visited
-                // too: `run_sub_panel_share` finishes a pair on its odd member.
-                for j in 0..sub_panels::<S, T, NV>(w).next_multiple_of(2) {
-                    pass.run_sub_panel_share::<S, MR, NV>(s, w, j, &mut c);
+                for j in 0..subs {
+                    for (i, ks) in k_blocks(k).enumerate() {
+                        let beta = block_beta(beta, ks.0);
+                        let pass = BlockPass::view(a, rows, ks, beta, &scratch[at(i)..]);
+                        pass.run_sub_panel_share::<S, MR, NV>(s, w, j, &mut c);
+                    }
+                }
+            } else {
+                for ks in k_blocks(k) {
+                    let beta = block_beta(beta, ks.0);
+                    if !reads_a_in_place(a) {
+                        pack_a_block::<T, MR>(a, rows, ks, scratch);
+                    }
+                    let pass = BlockPass::view(a, rows, ks, beta, scratch);
+                    // An even count, so that an odd last sub-panel's partner (none) is
+                    // visited too: `run_sub_panel_share` finishes a pair on its odd member.
+                    for j in 0..subs {
+                        pass.run_sub_panel_share::<S, MR, NV>(s, w, j, &mut c);
+                    }
                 }
             }
         }
@@ -1611,6 +1653,12 @@ mod tests {
             (MC + 13, KC * 2 + 5, 40),
             (7, KC * 3 + 1, 33),
             (MC * 2 + 1, 3, 17),
+            // A few rows with all their K blocks packed at once (`WHOLE_K_ROWS`), in more
+            // blocks than a block of rows' scratch holds.
+            (WHOLE_K_ROWS, KC * 3 + 1, 33),
+            (3, KC * 5 + 2, 40),
+            (2, KC * 2, 17),
+            (1, KC * 2 + 5, 70),
         ] {
             for beta in [0.0, 1.0] {
                 run::<f32>(arch, m, k, n, beta, 9).unwrap();

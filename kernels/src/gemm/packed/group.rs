@@ -256,12 +256,25 @@ mod tests {
     }
 
     /// K longer than one block and rows of a whole microkernel tile plus a remainder: the
-    /// blocked path, which random sizes reach rarely.
+    /// blocked path, which random sizes reach rarely. A group walks W K block by K block,
+    /// while a product alone whose A's whole K is at hand (in place, or a few rows) takes
+    /// each panel through every K block before the next: the same sums, bit for bit.
     #[test]
     fn blocked_shapes_keep_their_bits() {
-        let shapes = [(8, true), (13, false), (1, false), (24, true), (2, false)];
+        let shapes = [
+            (8, true),
+            (13, false),
+            (1, false),
+            (24, true),
+            (2, false),
+            (4, false),
+            (3, true),
+            (16, true),
+            (1, true),
+        ];
         for arch in available_archs() {
             grouped_equals_alone::<f32>(arch, &shapes, (1100, 70), 1.0, 7).unwrap();
+            grouped_equals_alone::<f32>(arch, &shapes, (1537, 40), 0.5, 9).unwrap();
             grouped_equals_alone::<f64>(arch, &shapes, (600, 33), 0.0, 8).unwrap();
         }
     }
