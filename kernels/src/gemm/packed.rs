@@ -382,8 +382,8 @@ pub fn a_scratch_len(m: usize, k: usize) -> usize {
 }
 
 /// Most rows of row-major A that a product packs K block after K block into its scratch,
-/// so that it can read W in one pass ([`walks_w_once`]). Few rows do little work per byte
-/// of W, which streams from L3 or memory.
+/// so that it can read W in one pass, each panel through every K block before the next.
+/// Few rows do little work per byte of W, which streams from L3 or memory.
 pub const WHOLE_K_ROWS: usize = 4;
 
 /// Whether a product of `rows` rows of `a` walks each sub-panel of W through every K block
