@@ -2,6 +2,8 @@
 # Builds and runs every fuzz target for a bounded time each.
 #
 #   fuzz/run.sh [SECONDS]      # default 60 per target
+#   FUZZ_DEV=1 fuzz/run.sh 5   # unoptimized (cargo fuzz --dev): builds in a third of the
+#                              # time and runs far fewer inputs; CI's smoke run
 #
 # cargo-fuzz needs a nightly compiler: the machine's nightly toolchain when there is one
 # (`rustup toolchain list`), else stable with RUSTC_BOOTSTRAP=1. Crashes land in
@@ -26,13 +28,18 @@ fi
 mkdir -p corpus/load_files
 cp ../tests/fixtures/safetensors/*.safetensors seeds/load_files/* corpus/load_files/
 
+build=()
+if [ "${FUZZ_DEV:-0}" = 1 ]; then
+    build=(--dev)
+fi
+
 status=0
 mkdir -p logs
 for target in $("${fuzz[@]}" list); do
     echo "== $target: ${seconds}s"
     mkdir -p "corpus/$target"
     rc=0
-    "${fuzz[@]}" run "$target" "corpus/$target" -- \
+    "${fuzz[@]}" run "${build[@]}" "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
         >"logs/$target.log" 2>&1 || rc=$?
     grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)|panicked|ERROR|SUMMARY' \

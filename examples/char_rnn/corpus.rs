@@ -17,12 +17,20 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/float.rs"),
     ),
     (
+        "kernels/src/frame.rs",
+        include_str!("../../kernels/src/frame.rs"),
+    ),
+    (
         "kernels/src/gemm/mod.rs",
         include_str!("../../kernels/src/gemm/mod.rs"),
     ),
     (
         "kernels/src/gemm/packed.rs",
         include_str!("../../kernels/src/gemm/packed.rs"),
+    ),
+    (
+        "kernels/src/gemm/packed/frames.rs",
+        include_str!("../../kernels/src/gemm/packed/frames.rs"),
     ),
     (
         "kernels/src/gemm/packed/group.rs",

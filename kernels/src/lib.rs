@@ -17,6 +17,8 @@
 pub mod aligned;
 pub mod cell;
 pub mod float;
+#[cfg(debug_assertions)]
+mod frame;
 pub mod gemm;
 pub mod lanes;
 pub mod math;

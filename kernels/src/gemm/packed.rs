@@ -22,7 +22,14 @@ use std::sync::OnceLock;
 
 use pulp::{Arch, Simd, WithSimd};
 
+#[cfg(debug_assertions)]
+use crate::frame::framed;
+
+#[cfg(debug_assertions)]
+mod frames;
 pub mod group;
+#[cfg(debug_assertions)]
+use frames::{RowPairs, TileAlone, TilePair};
 
 use super::{MatMut, MatRef};
 use crate::float::Float;
@@ -1078,6 +1085,29 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         beta: T,
         c: &mut MatMut<'_, T>,
     ) -> usize {
+        #[cfg(debug_assertions)]
+        return framed(
+            s,
+            TilePair::<'_, '_, '_, S, T, R, NV> {
+                tile: self,
+                other,
+                beta,
+                c,
+            },
+        );
+        #[cfg(not(debug_assertions))]
+        self.run_pair_rows_unframed::<R, NV>(other, s, beta, c)
+    }
+
+    /// [`Self::run_pair_rows`] in its caller's frame.
+    #[inline(always)]
+    fn run_pair_rows_unframed<const R: usize, const NV: usize>(
+        self,
+        other: Self,
+        s: S,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) -> usize {
         match pair_sets::<S>(R * NV) {
             2 => self.run_pair_sets::<R, NV, 2>(other, s, beta, c),
             _ => self.run_pair_sets::<R, NV, 1>(other, s, beta, c),
@@ -1149,6 +1179,27 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     /// `C[rows, cols] <- A[rows, k0..k1] W_sub + beta C` for `R` rows; returns R.
     #[inline(always)]
     fn run<const R: usize, const NV: usize>(self, s: S, beta: T, c: &mut MatMut<'_, T>) -> usize {
+        #[cfg(debug_assertions)]
+        return framed(
+            s,
+            TileAlone::<'_, '_, '_, S, T, R, NV> {
+                tile: self,
+                beta,
+                c,
+            },
+        );
+        #[cfg(not(debug_assertions))]
+        self.run_unframed::<R, NV>(s, beta, c)
+    }
+
+    /// [`Self::run`] in its caller's frame.
+    #[inline(always)]
+    fn run_unframed<const R: usize, const NV: usize>(
+        self,
+        s: S,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) -> usize {
         match accumulator_sets(R * NV) {
             2 => self.run_sets::<R, NV, 2>(s, beta, c),
             _ => self.run_sets::<R, NV, 1>(s, beta, c),
@@ -1294,6 +1345,34 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     /// the next pair. More than one K block needs A read in place.
     #[inline(always)]
     fn run_pairs<const NV: usize>(
+        self,
+        other: Self,
+        s: S,
+        (count, regs_apart, cols_apart): (usize, usize, usize),
+        kc: usize,
+        beta: T,
+        c: &mut MatMut<'_, T>,
+    ) {
+        let pairs = (count, regs_apart, cols_apart);
+        #[cfg(debug_assertions)]
+        framed(
+            s,
+            RowPairs::<'_, '_, '_, _, _, NV> {
+                tile: self,
+                other,
+                pairs,
+                kc,
+                beta,
+                c,
+            },
+        );
+        #[cfg(not(debug_assertions))]
+        self.run_pairs_unframed::<NV>(other, s, pairs, kc, beta, c);
+    }
+
+    /// [`Self::run_pairs`] in its caller's frame.
+    #[inline(always)]
+    fn run_pairs_unframed<const NV: usize>(
         self,
         other: Self,
         s: S,
