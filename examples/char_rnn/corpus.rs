@@ -49,6 +49,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/gemm/transpose.rs"),
     ),
     (
+        "kernels/src/instances.rs",
+        include_str!("../../kernels/src/instances.rs"),
+    ),
+    (
         "kernels/src/lanes.rs",
         include_str!("../../kernels/src/lanes.rs"),
     ),

@@ -25,6 +25,7 @@ mod sealed {
 /// Kernel code uses it through [`crate::lanes::Lanes`], which reads more naturally.
 pub trait Float:
     sealed::Sealed
+    + crate::instances::Instances
     + Copy
     + Send
     + Sync

@@ -3,7 +3,7 @@
 //! A kernel inlines its whole body (`#[inline(always)]`) into one function compiled for the
 //! instruction set, so that every SIMD operation in it is compiled with the set enabled.
 //! Optimized, LLVM lets the inlined calls share stack slots. Unoptimized (opt-level 0: this
-//! crate as a dependency of a user's debug build) every inlined call keeps its own: the
+//! crate in a user's debug build, unless they raise it) every inlined call keeps its own: the
 //! packed product, with all its tile shapes inlined, had frames of 1.4-4.2 MB (AVX2-AVX-512,
 //! f32-f64), past the 2 MiB stack of a spawned or rayon thread, and such a build aborted on
 //! its first product off the main thread. With each tile in a function of its own (this

@@ -344,21 +344,23 @@ pub fn map_slice<T: Float>(arch: pulp::Arch, f: VectorFn, x: &[T], out: &mut [T]
         out.len(),
         "map_slice: input and output lengths differ"
     );
-    struct Op<'a, T> {
-        f: VectorFn,
-        x: &'a [T],
-        out: &'a mut [T],
+    T::map(arch, MapOp { f, x, out });
+}
+
+/// [`map_slice`]'s body, one SIMD call.
+pub(crate) struct MapOp<'a, T> {
+    f: VectorFn,
+    x: &'a [T],
+    out: &'a mut [T],
+}
+impl<T: Float> pulp::WithSimd for MapOp<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let l = crate::lanes::Lanes::<S, T>::new(s);
+        let f = self.f;
+        crate::lane_map!(l, [self.x], [self.out], |[x], [_]| [f.apply(l, x)]);
     }
-    impl<T: Float> pulp::WithSimd for Op<'_, T> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, s: S) {
-            let l = crate::lanes::Lanes::<S, T>::new(s);
-            let f = self.f;
-            crate::lane_map!(l, [self.x], [self.out], |[x], [_]| [f.apply(l, x)]);
-        }
-    }
-    arch.dispatch(Op { f, x, out });
 }
 
 /// The vector functions [`map_slice`] can apply.

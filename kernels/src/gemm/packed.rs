@@ -324,13 +324,16 @@ pub fn gemm_packed<T: Float>(
     if a.rows() == 0 || w.n == 0 {
         return;
     }
-    arch.dispatch(Product {
-        a,
-        w,
-        beta,
-        c,
-        scratch,
-    });
+    T::product(
+        arch,
+        Product {
+            a,
+            w,
+            beta,
+            c,
+            scratch,
+        },
+    );
 }
 
 /// Panics (naming `who`, at the caller's caller) unless `C <- A W` is a product
@@ -414,7 +417,7 @@ pub fn reads_a_in_place<T>(a: MatRef<'_, T>) -> bool {
     a.rows() <= 1 || (a.row_stride() == 1 && a.rows() <= IN_PLACE_ROWS)
 }
 
-struct Product<'a, 's, T> {
+pub(crate) struct Product<'a, 's, T> {
     a: MatRef<'a, T>,
     w: PackedRef<'a, T>,
     beta: T,

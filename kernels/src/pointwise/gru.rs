@@ -17,7 +17,7 @@ use core::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{UnitPass, check_shape, run_on_units, split_gates, split_gates_mut};
+use super::{UnitPass, Units, check_shape, run_on_units, split_gates, split_gates_mut};
 use crate::float::Float;
 use crate::lane_map;
 use crate::lanes::Lanes;
@@ -67,6 +67,9 @@ impl<T> GruFwdPointwise<'_, T> {
 impl<T: Float> UnitPass for GruFwdPointwise<'_, T> {
     fn hidden(&self) -> usize {
         self.check().1
+    }
+    fn dispatch(arch: Arch, units: Units<Self>) {
+        T::gru_fwd(arch, units)
     }
     #[inline(always)]
     fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
@@ -240,7 +243,7 @@ fn gru_bwd_step<S: Simd, T: Float>(
 #[track_caller]
 pub fn gru_bwd_pointwise<T: Float>(arch: Arch, args: GruBwdPointwise<'_, T>) {
     args.check();
-    arch.dispatch(args)
+    T::gru_bwd(arch, args)
 }
 
 /// Arguments of [`gru_fwd_pointwise_gates`] (reset before); B rows, hidden size H.
@@ -310,7 +313,7 @@ impl<T: Float> WithSimd for GruFwdPointwiseGates<'_, T> {
 #[track_caller]
 pub fn gru_fwd_pointwise_gates<T: Float>(arch: Arch, args: GruFwdPointwiseGates<'_, T>) {
     args.check();
-    arch.dispatch(args)
+    T::gru_fwd_gates(arch, args)
 }
 
 /// Arguments of [`gru_fwd_pointwise_out`] (reset before); B rows, hidden size H.
@@ -391,7 +394,7 @@ impl<T: Float> WithSimd for GruFwdPointwiseOut<'_, T> {
 #[track_caller]
 pub fn gru_fwd_pointwise_out<T: Float>(arch: Arch, args: GruFwdPointwiseOut<'_, T>) {
     args.check();
-    arch.dispatch(args)
+    T::gru_fwd_out(arch, args)
 }
 
 /// Arguments of [`gru_bwd_pointwise_out`] (reset before); B rows, hidden size H.
@@ -491,7 +494,7 @@ fn gru_bwd_out_step<S: Simd, T: Float>(
 #[track_caller]
 pub fn gru_bwd_pointwise_out<T: Float>(arch: Arch, args: GruBwdPointwiseOut<'_, T>) {
     args.check();
-    arch.dispatch(args)
+    T::gru_bwd_out(arch, args)
 }
 
 /// Arguments of [`gru_bwd_pointwise_gates`] (reset before); B rows, hidden size H.
@@ -575,7 +578,7 @@ impl<T: Float> WithSimd for GruBwdPointwiseGates<'_, T> {
 #[track_caller]
 pub fn gru_bwd_pointwise_gates<T: Float>(arch: Arch, args: GruBwdPointwiseGates<'_, T>) {
     args.check();
-    arch.dispatch(args)
+    T::gru_bwd_gates(arch, args)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use core::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{UnitPass, check_shape, run_on_units, split_gates, split_gates_mut};
+use super::{UnitPass, Units, check_shape, run_on_units, split_gates, split_gates_mut};
 use crate::float::Float;
 use crate::lane_map;
 use crate::lanes::Lanes;
@@ -66,6 +66,9 @@ fn next_cell<S: Simd, T: Float>(
 impl<T: Float> UnitPass for LstmFwdPointwise<'_, T> {
     fn hidden(&self) -> usize {
         self.check().1
+    }
+    fn dispatch(arch: Arch, units: Units<Self>) {
+        T::lstm_fwd(arch, units)
     }
     #[inline(always)]
     fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
@@ -235,7 +238,7 @@ fn lstm_bwd_step<S: Simd, T: Float>(
 #[track_caller]
 pub fn lstm_bwd_pointwise<T: Float>(arch: Arch, args: LstmBwdPointwise<'_, T>) {
     args.check();
-    arch.dispatch(args)
+    T::lstm_bwd(arch, args)
 }
 
 #[cfg(test)]

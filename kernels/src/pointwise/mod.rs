@@ -27,10 +27,14 @@ pub(crate) trait UnitPass {
     fn hidden(&self) -> usize;
     /// Runs the pass on units `units` of every row (checked by the caller).
     fn run_units<S: Simd>(self, s: S, units: Range<usize>);
+    /// Runs `units` on `arch` through its body compiled in this crate (`crate::instances`).
+    fn dispatch(arch: Arch, units: Units<Self>)
+    where
+        Self: Sized;
 }
 
 /// A pass on a range of hidden units, dispatched as one SIMD call.
-struct Units<P> {
+pub(crate) struct Units<P> {
     pass: P,
     units: Range<usize>,
 }
@@ -58,7 +62,7 @@ pub(crate) fn run_on_units<P: UnitPass>(
         units.start <= units.end && units.end <= h,
         "{name}: units {units:?} outside 0..{h}"
     );
-    arch.dispatch(Units { pass, units })
+    P::dispatch(arch, Units { pass, units })
 }
 
 /// Splits a gate row `[G*H]` into its `G` gate blocks of `H`.

@@ -5,7 +5,7 @@ use core::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
-use super::{UnitPass, check_shape, run_on_units};
+use super::{UnitPass, Units, check_shape, run_on_units};
 use crate::cell::Nonlinearity;
 use crate::float::Float;
 use crate::lane_map;
@@ -39,6 +39,9 @@ impl<T> RnnFwdPointwise<'_, T> {
 impl<T: Float> UnitPass for RnnFwdPointwise<'_, T> {
     fn hidden(&self) -> usize {
         self.check().1
+    }
+    fn dispatch(arch: Arch, units: Units<Self>) {
+        T::rnn_fwd(arch, units)
     }
     #[inline(always)]
     fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
@@ -162,7 +165,7 @@ fn rnn_grad<S: Simd, T: Float>(
 #[track_caller]
 pub fn rnn_bwd_pointwise<T: Float>(arch: Arch, args: RnnBwdPointwise<'_, T>) {
     args.check();
-    arch.dispatch(args)
+    T::rnn_bwd(arch, args)
 }
 
 #[cfg(test)]

@@ -72,10 +72,10 @@ pub fn gemm_packed_group<T: Float>(
     if w.n == 0 || parts.iter().all(|p| p.a.rows() == 0) {
         return;
     }
-    arch.dispatch(Group { parts, w, beta });
+    T::group(arch, Group { parts, w, beta });
 }
 
-struct Group<'p, 'a, 'w, T> {
+pub(crate) struct Group<'p, 'a, 'w, T> {
     parts: &'p mut [GroupPart<'a, T>],
     w: PackedRef<'w, T>,
     beta: T,
