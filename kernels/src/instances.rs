@@ -9,7 +9,11 @@
 //! which is compiled once, in this crate, at this crate's opt-level.
 //!
 //! [`Instances`] is a supertrait of [`Float`](crate::Float) that only this crate can name
-//! (as `Float`'s seal).
+//! (as `Float`'s seal). Its methods are named `__kernel_*`: a supertrait's methods are in
+//! scope wherever `T: Float` is, and a plain `map` or `product` would clash with a user's
+//! own trait methods in generic code (the fuzz targets' `lstm_fwd` did). A new kernel body
+//! joins the list below: `arch.dispatch` on a body generic over the element type, anywhere
+//! else, would compile it in the user's crate again.
 
 // The methods take the crate's private kernel bodies: no other crate can name the trait
 // (this module is private), so none can call them.
@@ -53,29 +57,63 @@ macro_rules! instances {
 
 instances! {
     /// [`crate::gemm::packed::gemm_packed`].
-    product: Product<'_, '_, Self>;
+    __kernel_product: Product<'_, '_, Self>;
     /// [`crate::gemm::packed::group::gemm_packed_group`].
-    group: Group<'_, '_, '_, Self>;
+    __kernel_group: Group<'_, '_, '_, Self>;
     /// [`crate::math::map_slice`].
-    map: MapOp<'_, Self>;
+    __kernel_map: MapOp<'_, Self>;
     /// [`crate::pointwise::lstm::lstm_fwd_pointwise_units`].
-    lstm_fwd: Units<LstmFwdPointwise<'_, Self>>;
+    __kernel_lstm_fwd: Units<LstmFwdPointwise<'_, Self>>;
     /// [`crate::pointwise::lstm::lstm_bwd_pointwise`].
-    lstm_bwd: LstmBwdPointwise<'_, Self>;
+    __kernel_lstm_bwd: LstmBwdPointwise<'_, Self>;
     /// [`crate::pointwise::gru::gru_fwd_pointwise_units`].
-    gru_fwd: Units<GruFwdPointwise<'_, Self>>;
+    __kernel_gru_fwd: Units<GruFwdPointwise<'_, Self>>;
     /// [`crate::pointwise::gru::gru_bwd_pointwise`].
-    gru_bwd: GruBwdPointwise<'_, Self>;
+    __kernel_gru_bwd: GruBwdPointwise<'_, Self>;
     /// [`crate::pointwise::gru::gru_fwd_pointwise_gates`].
-    gru_fwd_gates: GruFwdPointwiseGates<'_, Self>;
+    __kernel_gru_fwd_gates: GruFwdPointwiseGates<'_, Self>;
     /// [`crate::pointwise::gru::gru_fwd_pointwise_out`].
-    gru_fwd_out: GruFwdPointwiseOut<'_, Self>;
+    __kernel_gru_fwd_out: GruFwdPointwiseOut<'_, Self>;
     /// [`crate::pointwise::gru::gru_bwd_pointwise_out`].
-    gru_bwd_out: GruBwdPointwiseOut<'_, Self>;
+    __kernel_gru_bwd_out: GruBwdPointwiseOut<'_, Self>;
     /// [`crate::pointwise::gru::gru_bwd_pointwise_gates`].
-    gru_bwd_gates: GruBwdPointwiseGates<'_, Self>;
+    __kernel_gru_bwd_gates: GruBwdPointwiseGates<'_, Self>;
     /// [`crate::pointwise::rnn::rnn_fwd_pointwise_units`].
-    rnn_fwd: Units<RnnFwdPointwise<'_, Self>>;
+    __kernel_rnn_fwd: Units<RnnFwdPointwise<'_, Self>>;
     /// [`crate::pointwise::rnn::rnn_bwd_pointwise`].
-    rnn_bwd: RnnBwdPointwise<'_, Self>;
+    __kernel_rnn_bwd: RnnBwdPointwise<'_, Self>;
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Float;
+
+    /// A user's trait whose methods have the kernels' plain names.
+    trait Users {
+        fn product() -> u32;
+        fn map() -> u32;
+        fn lstm_fwd() -> u32;
+    }
+
+    impl Users for f32 {
+        fn product() -> u32 {
+            1
+        }
+        fn map() -> u32 {
+            2
+        }
+        fn lstm_fwd() -> u32 {
+            4
+        }
+    }
+
+    /// Compiles only if `T: Float` brings no method of these names into scope.
+    fn users_calls<T: Float + Users>() -> u32 {
+        T::product() + T::map() + T::lstm_fwd()
+    }
+
+    #[test]
+    fn plain_names_in_generic_code_stay_the_users() {
+        assert_eq!(users_calls::<f32>(), 7);
+    }
 }

@@ -344,7 +344,7 @@ pub fn map_slice<T: Float>(arch: pulp::Arch, f: VectorFn, x: &[T], out: &mut [T]
         out.len(),
         "map_slice: input and output lengths differ"
     );
-    T::map(arch, MapOp { f, x, out });
+    T::__kernel_map(arch, MapOp { f, x, out });
 }
 
 /// [`map_slice`]'s body, one SIMD call.

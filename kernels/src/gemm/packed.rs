@@ -324,7 +324,7 @@ pub fn gemm_packed<T: Float>(
     if a.rows() == 0 || w.n == 0 {
         return;
     }
-    T::product(
+    T::__kernel_product(
         arch,
         Product {
             a,

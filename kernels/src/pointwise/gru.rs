@@ -69,7 +69,7 @@ impl<T: Float> UnitPass for GruFwdPointwise<'_, T> {
         self.check().1
     }
     fn dispatch(arch: Arch, units: Units<Self>) {
-        T::gru_fwd(arch, units)
+        T::__kernel_gru_fwd(arch, units)
     }
     #[inline(always)]
     fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
@@ -243,7 +243,7 @@ fn gru_bwd_step<S: Simd, T: Float>(
 #[track_caller]
 pub fn gru_bwd_pointwise<T: Float>(arch: Arch, args: GruBwdPointwise<'_, T>) {
     args.check();
-    T::gru_bwd(arch, args)
+    T::__kernel_gru_bwd(arch, args)
 }
 
 /// Arguments of [`gru_fwd_pointwise_gates`] (reset before); B rows, hidden size H.
@@ -313,7 +313,7 @@ impl<T: Float> WithSimd for GruFwdPointwiseGates<'_, T> {
 #[track_caller]
 pub fn gru_fwd_pointwise_gates<T: Float>(arch: Arch, args: GruFwdPointwiseGates<'_, T>) {
     args.check();
-    T::gru_fwd_gates(arch, args)
+    T::__kernel_gru_fwd_gates(arch, args)
 }
 
 /// Arguments of [`gru_fwd_pointwise_out`] (reset before); B rows, hidden size H.
@@ -394,7 +394,7 @@ impl<T: Float> WithSimd for GruFwdPointwiseOut<'_, T> {
 #[track_caller]
 pub fn gru_fwd_pointwise_out<T: Float>(arch: Arch, args: GruFwdPointwiseOut<'_, T>) {
     args.check();
-    T::gru_fwd_out(arch, args)
+    T::__kernel_gru_fwd_out(arch, args)
 }
 
 /// Arguments of [`gru_bwd_pointwise_out`] (reset before); B rows, hidden size H.
@@ -494,7 +494,7 @@ fn gru_bwd_out_step<S: Simd, T: Float>(
 #[track_caller]
 pub fn gru_bwd_pointwise_out<T: Float>(arch: Arch, args: GruBwdPointwiseOut<'_, T>) {
     args.check();
-    T::gru_bwd_out(arch, args)
+    T::__kernel_gru_bwd_out(arch, args)
 }
 
 /// Arguments of [`gru_bwd_pointwise_gates`] (reset before); B rows, hidden size H.
@@ -578,7 +578,7 @@ impl<T: Float> WithSimd for GruBwdPointwiseGates<'_, T> {
 #[track_caller]
 pub fn gru_bwd_pointwise_gates<T: Float>(arch: Arch, args: GruBwdPointwiseGates<'_, T>) {
     args.check();
-    T::gru_bwd_gates(arch, args)
+    T::__kernel_gru_bwd_gates(arch, args)
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ impl<T: Float> UnitPass for LstmFwdPointwise<'_, T> {
         self.check().1
     }
     fn dispatch(arch: Arch, units: Units<Self>) {
-        T::lstm_fwd(arch, units)
+        T::__kernel_lstm_fwd(arch, units)
     }
     #[inline(always)]
     fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
@@ -238,7 +238,7 @@ fn lstm_bwd_step<S: Simd, T: Float>(
 #[track_caller]
 pub fn lstm_bwd_pointwise<T: Float>(arch: Arch, args: LstmBwdPointwise<'_, T>) {
     args.check();
-    T::lstm_bwd(arch, args)
+    T::__kernel_lstm_bwd(arch, args)
 }
 
 #[cfg(test)]

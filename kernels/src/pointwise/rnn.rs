@@ -41,7 +41,7 @@ impl<T: Float> UnitPass for RnnFwdPointwise<'_, T> {
         self.check().1
     }
     fn dispatch(arch: Arch, units: Units<Self>) {
-        T::rnn_fwd(arch, units)
+        T::__kernel_rnn_fwd(arch, units)
     }
     #[inline(always)]
     fn run_units<S: Simd>(mut self, s: S, units: Range<usize>) {
@@ -165,7 +165,7 @@ fn rnn_grad<S: Simd, T: Float>(
 #[track_caller]
 pub fn rnn_bwd_pointwise<T: Float>(arch: Arch, args: RnnBwdPointwise<'_, T>) {
     args.check();
-    T::rnn_bwd(arch, args)
+    T::__kernel_rnn_bwd(arch, args)
 }
 
 #[cfg(test)]

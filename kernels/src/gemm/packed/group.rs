@@ -72,7 +72,7 @@ pub fn gemm_packed_group<T: Float>(
     if w.n == 0 || parts.iter().all(|p| p.a.rows() == 0) {
         return;
     }
-    T::group(arch, Group { parts, w, beta });
+    T::__kernel_group(arch, Group { parts, w, beta });
 }
 
 pub(crate) struct Group<'p, 'a, 'w, T> {
