@@ -49,6 +49,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/gemm/transpose.rs"),
     ),
     (
+        "kernels/src/huge_pages.rs",
+        include_str!("../../kernels/src/huge_pages.rs"),
+    ),
+    (
         "kernels/src/instances.rs",
         include_str!("../../kernels/src/instances.rs"),
     ),

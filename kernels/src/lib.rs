@@ -20,6 +20,7 @@ pub mod float;
 #[cfg(debug_assertions)]
 mod frame;
 pub mod gemm;
+pub mod huge_pages;
 mod instances;
 pub mod lanes;
 pub mod math;
