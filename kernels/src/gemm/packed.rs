@@ -503,12 +503,17 @@ const fn accumulator_sets(accumulators: usize) -> usize {
     if accumulators <= 4 { 2 } else { 1 }
 }
 
-/// Steps ahead a tile of a few-row block asks for W (on 16 registers; see
-/// [`BlockPass::streams_w`]): 2 KiB ahead in a 64-byte strip. Measured on Zen 4 with AVX2,
-/// `[4, 1024] x [1024, 4096]` with W in L3: 557-562 us without, 530-549 at 8-32 steps
-/// ahead; at 8-16 rows (where W is in cache and the tile is a remainder) it cost 0.5%, so
-/// larger blocks do not ask.
-const PREFETCH_STEPS: usize = 32;
+/// Steps ahead a tile of a few-row block asks for W into L2 (on 16 registers; see
+/// [`BlockPass::streams_w`]): 16 KiB ahead in a 64-byte strip. Measured on Zen 4 with AVX2
+/// (W on huge pages, best of 200-400 calls, `[4, 1024] x [1024, 4096]`), into L1 32 steps
+/// ahead as before: 440-445 us with W in L3, 790-834 from memory; into L2 256 steps ahead:
+/// 436-439 and 445-461 (onnxruntime's own product: 421-463 and 680-816 in the same runs);
+/// into L2 at 32, 64 and 128 steps: 456-460, 450-461 and 440-442 in L3, 1158-1197, 787-808
+/// and 525-534 from memory; 384-768 steps no better. On 4 KiB pages a prefetch misses the
+/// TLB: 520-537 and 669-891. A single row or a pair of tiles (2-3 rows, two streams) ran
+/// 10-20% slower asking for both streams at any distance, in L3 and from memory, and asks
+/// for nothing; blocks of 6-32 rows measured even either way.
+const PREFETCH_STEPS: usize = 256;
 
 /// Groups of steps (one step per accumulator set) in each iteration of a tile's loop over
 /// K, the pointers moved on by adding (one step a time, the loop multiplied its index by
@@ -931,6 +936,19 @@ fn prefetch<T>(x: &[T]) {
     for line in x.chunks(64 / core::mem::size_of::<T>().max(1)) {
         prefetch_ptr(line.as_ptr());
     }
+}
+
+/// Asks for the cache line at `p` into L2 (not L1), which may lie past the data (a hint:
+/// nothing is read into the program).
+#[inline(always)]
+fn prefetch_l2_ptr<X>(p: *const X) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: as `prefetch_ptr`'s.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(p.cast())
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
 }
 
 /// Asks for the cache line at `p`, which may lie past the data (a hint: nothing is read
@@ -1362,7 +1380,7 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         acc: &mut [[V<S, T>; NV]; R],
     ) {
         if ASK {
-            prefetch_ptr(at.0.wrapping_add(ahead));
+            prefetch_l2_ptr(at.0.wrapping_add(ahead));
         }
         // SAFETY: the caller guarantees this step is in bounds.
         unsafe { Self::step::<R, NV>(s, at.0, at.1, a_row, acc) };
