@@ -65,7 +65,7 @@ pub trait Float:
     /// This thread's packing buffers for products whose callers give no scratch (see
     /// `gemm::scratch`); one set per element type.
     #[doc(hidden)]
-    fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<AlignedBuf<Self>>; 2]>;
+    fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<AlignedBuf<Self>>; 3]>;
 
     /// Converts from `f64`, rounding to nearest.
     fn from_f64(x: f64) -> Self;
@@ -162,10 +162,10 @@ macro_rules! impl_float {
             const EPSILON: Self = $t::EPSILON;
             const NAME: &'static str = $name;
 
-            fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<AlignedBuf<Self>>; 2]> {
+            fn scratch_slots() -> &'static std::thread::LocalKey<[core::cell::RefCell<AlignedBuf<Self>>; 3]> {
                 thread_local! {
-                    static SLOTS: [core::cell::RefCell<AlignedBuf<$t>>; 2] = const {
-                        [core::cell::RefCell::new(AlignedBuf::new()), core::cell::RefCell::new(AlignedBuf::new())]
+                    static SLOTS: [core::cell::RefCell<AlignedBuf<$t>>; 3] = const {
+                        [core::cell::RefCell::new(AlignedBuf::new()), core::cell::RefCell::new(AlignedBuf::new()), core::cell::RefCell::new(AlignedBuf::new())]
                     };
                 }
                 &SLOTS

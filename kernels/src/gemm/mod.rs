@@ -421,8 +421,9 @@ fn slices<T: Float>(
 }
 
 /// `C <- A W + beta C` with `W` packed once by [`packed::pack`] (weights, reused by many
-/// products), on up to `threads` threads as [`gemm`]; the blocks of A are packed into each
-/// thread's buffer.
+/// products), on up to `threads` threads as [`gemm`], or for few rows split by W's panels
+/// instead of C's rows where that balances the threads better (see [`split`]); the blocks of
+/// A are packed into each thread's buffer.
 ///
 /// # Panics
 /// As [`packed::gemm_packed`].
@@ -436,13 +437,17 @@ pub fn gemm_prepacked<T: Float>(
     c: MatMut<'_, T>,
 ) {
     let mr = split::micro_rows::<T>(arch);
-    let parts = split::parts(threads, mr, (a.rows, a.cols, w.n()));
-    split::for_row_parts(parts, mr, a, c, &|a, c| {
+    let shape = (a.rows, a.cols, w.n());
+    let run = |a: MatRef<'_, T>, w: PackedRef<'_, T>, c: MatMut<'_, T>| {
         let len = packed::a_scratch_len(a.rows(), a.cols());
         scratch::with_scratch(scratch::Slot::A, len, |s| {
             packed::gemm_packed(arch, a, w, beta, c, s)
         });
-    });
+    };
+    match split::cut(threads, mr, shape, w.panel_count()) {
+        split::Cut::Rows(parts) => split::for_row_parts(parts, mr, a, c, &|a, c| run(a, w, c)),
+        split::Cut::Cols(parts) => split::for_col_parts(parts, w, beta, c, &|w, c| run(a, w, c)),
+    }
 }
 
 /// `C <- beta * C`, writing zeros without reading C when `beta == 0`.
@@ -527,6 +532,60 @@ mod tests {
                 run::<f32>(arch, (m, k, n), flags, beta, seed)?;
                 run::<f64>(arch, (m, k, n), flags, beta, seed)?;
             }
+        }
+    }
+
+    /// A prepacked product of few rows cut by columns on 2 threads (and by columns or rows
+    /// on 3 and 4; the later parts staged through a buffer, copied in when beta reads C)
+    /// gives the bits of one thread,
+    /// f32 and f64, with a last panel cut short, for `beta` 0 (C's old NaNs never read) and
+    /// not.
+    #[test]
+    fn a_column_split_keeps_the_bits() {
+        fn case<T: Float>(m: usize, k: usize, n: usize, beta: f64) {
+            let mut rng = SplitMix::new(11);
+            let a = cast::<T>(&rng.vec(m * k, 1.0));
+            let w = cast::<T>(&rng.vec(k * n, 1.0));
+            let c0 = cast::<T>(&rng.vec(m * n, 1.0));
+            let mut packed = vec![T::ZERO; packed::packed_len::<T>(k, n)];
+            let w = packed::pack(MatRef::row_major(&w, k, n, n), &mut packed);
+            let mr = split::micro_rows::<T>(crate::arch());
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = if beta == 0.0 {
+                    vec![T::NAN; m * n]
+                } else {
+                    c0.clone()
+                };
+                let beta = T::from_f64(beta);
+                pool.install(|| {
+                    let (a, c) = (
+                        MatRef::row_major(&a, m, k, k),
+                        MatMut::row_major(&mut c, m, n, n),
+                    );
+                    gemm_prepacked(crate::arch(), 0, a, w, beta, c)
+                });
+                c.iter().map(|v| v.to_f64().to_bits()).collect::<Vec<_>>()
+            };
+            let one = run(1);
+            assert!(one.iter().all(|&b| f64::from_bits(b).is_finite()));
+            let cut = split::cut(2, mr, (m, k, n), w.panel_count());
+            assert!(matches!(cut, split::Cut::Cols(2)), "{m}x{k}x{n}: {cut:?}");
+            for threads in 2..=4 {
+                assert!(
+                    run(threads) == one,
+                    "{m}x{k}x{n} {} on {threads} threads",
+                    T::NAME
+                );
+            }
+        }
+        for beta in [0.0, 0.5] {
+            case::<f32>(100, 300, 1000, beta);
+            case::<f32>(25, 512, 2000, beta);
+            case::<f64>(13, 256, 990, beta);
         }
     }
 

@@ -17,6 +17,9 @@ pub(crate) enum Slot {
     A = 0,
     /// Slices of B (shared by the parts, packed by the calling thread).
     B = 1,
+    /// The columns of C that a column split's later parts compute (see
+    /// [`super::split::for_col_parts`]).
+    C = 2,
 }
 
 /// Runs `f` on `len` elements of this thread's `slot` buffer (contents unspecified).
