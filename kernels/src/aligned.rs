@@ -9,8 +9,8 @@
 //! the kernels were first tuned on ran without it, and its gain there is not measured.)
 //!
 //! A buffer of [`huge_pages::MIN_BYTES`] or more is allocated afresh and advised onto huge
-//! pages before it is written (see [`huge_pages`]): the packed weights a step streams from
-//! L3 then cost no TLB misses.
+//! pages before it is written, and collapsed onto them after (see [`huge_pages`]): the packed
+//! weights a step streams from L3 then cost no TLB misses.
 
 use crate::huge_pages;
 
@@ -41,6 +41,9 @@ impl<T: Clone> Clone for AlignedBuf<T> {
         let mut data = storage(self.data.len());
         data.extend_from_slice(&self.data);
         realign(&mut data, offset(&self.data));
+        if data.len().saturating_mul(core::mem::size_of::<T>()) >= huge_pages::MIN_BYTES {
+            huge_pages::collapse(&mut data);
+        }
         AlignedBuf {
             data,
             len: self.len,
@@ -96,6 +99,9 @@ impl<T: Clone + Default> AlignedBuf<T> {
             }
             self.data.resize(need, T::default());
             realign(&mut self.data, was);
+            if need.saturating_mul(core::mem::size_of::<T>()) >= huge_pages::MIN_BYTES {
+                huge_pages::collapse(&mut self.data);
+            }
         }
         self.len = len;
     }
