@@ -91,11 +91,11 @@ impl<T: Clone + Default> AlignedBuf<T> {
         let need = len + slack::<T>();
         if self.data.len() < need {
             let was = offset(&self.data);
-            if self.data.capacity() < need {
-                // The elements move anyway: into storage advised before it is touched.
-                let mut grown = storage(need.max(2 * self.data.capacity()));
-                grown.extend_from_slice(&self.data);
-                self.data = grown;
+            if self.data.capacity() == 0 {
+                // A first allocation: advised before it is touched. (A larger one reallocates
+                // in place of the old, as a `Vec` does, and is collapsed below: a fresh copy
+                // beside the old one would raise the peak memory by the old size.)
+                self.data = storage(need);
             }
             self.data.resize(need, T::default());
             realign(&mut self.data, was);
