@@ -44,14 +44,7 @@ pub fn enabled() -> bool {
 /// buffer owns but has not written yet). Returns whether the operating system took the
 /// advice; `false` also when `spare` holds no whole huge page or the advice is off.
 pub fn advise<T>(spare: &mut [MaybeUninit<T>]) -> bool {
-    let start = spare.as_mut_ptr() as usize;
-    let end = start + core::mem::size_of_val(spare);
-    let first = start.next_multiple_of(HUGE_PAGE_BYTES);
-    let last = end / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
-    if !enabled() || last <= first {
-        return false;
-    }
-    advise_range(first, last - first)
+    whole_pages(spare).is_some_and(|(at, len)| advise_range(at, len))
 }
 
 /// Asks Linux to move the whole, aligned huge pages inside `data` (written, owned by this
@@ -59,14 +52,17 @@ pub fn advise<T>(spare: &mut [MaybeUninit<T>]) -> bool {
 /// whether it did. `false` also on kernels before 6.1, where it is unknown, and when the
 /// advice is off.
 pub fn collapse<T>(data: &mut [T]) -> bool {
-    let start = data.as_mut_ptr() as usize;
+    whole_pages(data).is_some_and(|(at, len)| collapse_range(at, len))
+}
+
+/// The start and length in bytes of the whole, aligned huge pages inside `data`, if there
+/// are any and the advice is on.
+fn whole_pages<T>(data: &[T]) -> Option<(usize, usize)> {
+    let start = data.as_ptr() as usize;
     let end = start + core::mem::size_of_val(data);
     let first = start.next_multiple_of(HUGE_PAGE_BYTES);
     let last = end / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
-    if !enabled() || last <= first {
-        return false;
-    }
-    collapse_range(first, last - first)
+    (enabled() && last > first).then(|| (first, last - first))
 }
 
 /// `MADV_COLLAPSE` (Linux's uapi value, since 6.1; the libc crate names it for glibc only).

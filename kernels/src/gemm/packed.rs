@@ -938,28 +938,34 @@ fn prefetch<T>(x: &[T]) {
     }
 }
 
-/// Asks for the cache line at `p` into L2 (not L1), which may lie past the data (a hint:
-/// nothing is read into the program).
-#[inline(always)]
-fn prefetch_l2_ptr<X>(p: *const X) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // SAFETY: as `prefetch_ptr`'s.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(p.cast())
-    };
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = p;
-}
-
-/// Asks for the cache line at `p`, which may lie past the data (a hint: nothing is read
-/// into the program).
+/// Asks for the cache line at `p` into L1, which may lie past the data (a hint: nothing is
+/// read into the program).
 #[inline(always)]
 fn prefetch_ptr<X>(p: *const X) {
+    prefetch_into::<X, L1>(p);
+}
+
+/// [`prefetch_ptr`] into L2 (not L1).
+#[inline(always)]
+fn prefetch_l2_ptr<X>(p: *const X) {
+    prefetch_into::<X, L2>(p);
+}
+
+/// x86's prefetch hints: `_MM_HINT_T0` (to L1) and `_MM_HINT_T1` (to L2).
+const L1: i32 = 3;
+const L2: i32 = 2;
+#[cfg(target_arch = "x86_64")]
+const _: () =
+    assert!(L1 == core::arch::x86_64::_MM_HINT_T0 && L2 == core::arch::x86_64::_MM_HINT_T1);
+
+/// Asks for the cache line at `p` into the level `HINT` names.
+#[inline(always)]
+fn prefetch_into<X, const HINT: i32>(p: *const X) {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     // SAFETY: a prefetch never faults, whatever the address, and changes nothing the
     // program can observe.
     unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+        core::arch::x86_64::_mm_prefetch::<HINT>(p.cast())
     };
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     let _ = p;
