@@ -1436,12 +1436,11 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         self,
         other: Self,
         s: S,
-        (count, regs_apart, cols_apart): (usize, usize, usize),
+        pairs: (usize, usize, usize),
         kc: usize,
         beta: T,
         c: &mut MatMut<'_, T>,
     ) {
-        let pairs = (count, regs_apart, cols_apart);
         #[cfg(debug_assertions)]
         framed(
             s,
