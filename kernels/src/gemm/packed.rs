@@ -366,9 +366,13 @@ fn check_operands<T: Float>(
 
 /// Rows of A per block (a multiple of every microkernel height).
 pub const MC: usize = 240;
-/// Columns of A (rows of a panel) per block. Measured on Zen 4 from 128 to 768: longer
-/// blocks (fewer passes over C) beat a panel slice small enough to stay in L1.
-pub const KC: usize = 512;
+/// Columns of A (rows of a panel) per block. Longer blocks (fewer passes over C, fewer
+/// tile starts) beat a panel slice small enough to stay in L1: measured on Zen 4 from 128
+/// to 768 (AVX-512), and on Zen 4 with AVX2, best of 8-60 calls, 512 -> 1024: `[100, 1024]
+/// x [1024, 4096]` 9.98-10.07 -> 9.70-9.74 ms (onnxruntime's MatMul 9.68-9.74), `[240,
+/// 1024] x [1024, 4096]` 82.6 -> 86.0 GFLOP/s, `[240, 1760] x [1760, 1760]` 81.2 -> 84.2.
+/// (2048 gained 1-3% more on K >= 1760 but doubles every thread's A block.)
+pub const KC: usize = 1024;
 
 /// The row stride of a packed row-major block of A: [`KC`] plus 64 or 128 bytes, so that
 /// the rows a microkernel reads side by side fall into different cache sets (at a stride of
