@@ -390,8 +390,9 @@ pub fn gemm<T: Float>(
 /// Most bytes of a packed slice of B in [`gemm`] (its buffer is kept for the next product
 /// of the size): slices run up to [`packed::KC`] rows (each slice is a pass over C, which
 /// for a weight gradient is megabytes) but no wider than this, and never under
-/// [`MIN_SLICE_K`] rows. Measured on Zen 4 (AVX2), lstm_h1024_b32 training, whose weight
-/// gradients have K = 800: 512-row slices (two passes over C) against one.
+/// [`MIN_SLICE_K`] rows. Measured on Zen 4 (AVX2), lstm_h1024_b32 training (weight gradients
+/// of K = 800: two slices of 400 rows, or one), with [`packed::KC`] at 1024 either way,
+/// alternating: 548-560 -> 530-554 ms on 1 thread, 275-278 -> 270-273 on 2.
 pub const SLICE_BYTES: usize = 4 << 20;
 
 /// The fewest rows of B per slice (see [`SLICE_BYTES`]).
