@@ -89,19 +89,26 @@ pub fn arch_of_kind(kind: ArchKind) -> Option<Arch> {
     }
 }
 
-/// What `FUSED_RNN_FORCE_ARCH` asks for, read once: `Ok(None)` when unset, `Err(value)` when
-/// it names no known instruction set or one this CPU lacks.
+/// What `FUSED_RNN_FORCE_ARCH` asks for, read once: `Ok(None)` when unset or empty (as a
+/// shell's `FUSED_RNN_FORCE_ARCH= cmd` means), `Err(value)` when it names no known
+/// instruction set or one this CPU lacks.
 pub fn forced_arch() -> Result<Option<ArchKind>, String> {
     static FORCED: OnceLock<Result<Option<ArchKind>, String>> = OnceLock::new();
     FORCED
-        .get_or_init(|| match std::env::var(FORCE_ARCH_VAR) {
-            Err(_) => Ok(None),
-            Ok(v) => match ArchKind::parse(&v) {
-                Some(kind) if arch_of_kind(kind).is_some() => Ok(Some(kind)),
-                _ => Err(v),
-            },
-        })
+        .get_or_init(|| forced_by(std::env::var(FORCE_ARCH_VAR).ok().as_deref()))
         .clone()
+}
+
+/// [`forced_arch`] for the variable's value (`None`: unset).
+fn forced_by(value: Option<&str>) -> Result<Option<ArchKind>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) => match ArchKind::parse(v) {
+            Some(kind) if arch_of_kind(kind).is_some() => Ok(Some(kind)),
+            _ => Err(v.to_string()),
+        },
+    }
 }
 
 /// The instruction set every kernel uses, chosen once per process: the one
@@ -144,6 +151,15 @@ mod tests {
             Ok(None) => assert_eq!(ArchKind::of(arch()), ArchKind::of(Arch::new())),
             Err(v) => panic!("{FORCE_ARCH_VAR}={v:?} is not usable here"),
         }
+    }
+
+    #[test]
+    fn an_empty_value_means_unset_and_an_unknown_one_is_refused() {
+        assert_eq!(forced_by(None), Ok(None));
+        assert_eq!(forced_by(Some("")), Ok(None));
+        assert_eq!(forced_by(Some("  ")), Ok(None));
+        assert_eq!(forced_by(Some("Scalar")), Ok(Some(ArchKind::Scalar)));
+        assert_eq!(forced_by(Some("sse")), Err("sse".to_string()));
     }
 
     #[test]
