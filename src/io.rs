@@ -116,7 +116,7 @@ pub fn serialize<'a, T: Float>(
         .map(|(name, shape, data)| {
             // One buffer per tensor, filled in place (a vector per element cost a
             // second for a 10 MB checkpoint).
-            let mut bytes = Vec::with_capacity(data.len() * dtype.size());
+            let mut bytes = Vec::with_capacity(data.len() * dtype.bitsize() / 8);
             for v in data {
                 match dtype {
                     Dtype::F32 => bytes.extend_from_slice(&(v.to_f64() as f32).to_le_bytes()),
