@@ -17,10 +17,9 @@ const FORMAT: &str = "fused-rnn char-rnn 1";
 /// Saves `t` to `path` atomically.
 pub fn save(t: &Trainer, path: &std::path::Path) -> Result<(), String> {
     let mut ck = Checkpoint::<f32>::new();
-    let mut model = t.model.clone();
-    let names = model.param_names();
-    let shapes = shapes(&model);
-    for ((name, shape), data) in names.iter().zip(&shapes).zip(model.params_mut()) {
+    let names = t.model.param_names();
+    let shapes = shapes(&t.model);
+    for ((name, shape), data) in names.iter().zip(&shapes).zip(t.model.params()) {
         ck.push(name.clone(), shape, data.to_vec());
     }
     // The optimizer's per-parameter state, by kind, and its step count.

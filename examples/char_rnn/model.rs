@@ -86,6 +86,15 @@ impl CharModel {
     }
 
     /// Every parameter slice, in a fixed order (the optimizer's state follows it).
+    pub fn params(&self) -> Vec<&[f32]> {
+        let mut out: Vec<&[f32]> = vec![&self.embed.weight];
+        out.extend(self.rnn.params().iter().map(|t| t.data()));
+        out.push(&self.head.weight);
+        out.push(&self.head.bias);
+        out
+    }
+
+    /// The parameters, writable, in the order of [`CharModel::params`].
     pub fn params_mut(&mut self) -> Vec<&mut [f32]> {
         let mut out: Vec<&mut [f32]> = vec![&mut self.embed.weight];
         out.extend(self.rnn.tensors_mut().map(|t| t.data_mut()));
