@@ -3,9 +3,9 @@
 //!
 //! Each thread keeps one buffer per slot and element type, grown on first use and reused
 //! after, so a training loop allocates nothing once its threads have run one product each
-//! (at most `MC x KC` for A, `KC x n` for B). A call that finds its slot taken, which happens
-//! when a thread waiting inside a product steals another product's task from rayon, packs
-//! into a temporary buffer instead.
+//! (at most `MC x KC` for A, a slice of [`super::slice_k`] rows of B). A call that finds its
+//! slot taken, which happens when a thread waiting inside a product steals another
+//! product's task from rayon, packs into a temporary buffer instead.
 
 use crate::aligned::AlignedBuf;
 use crate::float::Float;
