@@ -607,6 +607,22 @@ mod tests {
         }
     }
 
+    /// Slices run to `KC` rows within `SLICE_BYTES`, never under `MIN_SLICE_K`, balanced.
+    #[test]
+    fn slices_of_b_fit_their_budget() {
+        // A weight gradient of K = 800, n = 1024: one slice (one pass over C).
+        assert_eq!(slice_k::<f32>(800, 1024), 800);
+        // Long and narrow: KC rows at most, the slices balanced (3000 = 3 x 1000).
+        assert_eq!(slice_k::<f32>(3000, 64), 1000);
+        // Wide: 4 MiB holds 595 rows of 1760 f32, so 3 balanced slices of 587.
+        assert_eq!(slice_k::<f32>(1760, 1760), 587);
+        assert!(587 * 1760 * 4 <= SLICE_BYTES);
+        // f64 at n = 1024 fits 512 rows: two slices of 400.
+        assert_eq!(slice_k::<f64>(800, 1024), 400);
+        // Very wide: never under MIN_SLICE_K rows.
+        assert_eq!(slice_k::<f32>(2048, 1 << 16), MIN_SLICE_K);
+    }
+
     /// Past the K slice (several B slices) and big enough to be split over threads.
     #[test]
     fn long_products_match_reference() {
