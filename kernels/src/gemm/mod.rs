@@ -615,8 +615,9 @@ mod tests {
         // Long and narrow: KC rows at most, the slices balanced (3000 = 3 x 1000).
         assert_eq!(slice_k::<f32>(3000, 64), 1000);
         // Wide: 4 MiB holds 595 rows of 1760 f32, so 3 balanced slices of 587.
-        assert_eq!(slice_k::<f32>(1760, 1760), 587);
-        assert!(587 * 1760 * 4 <= SLICE_BYTES);
+        let rows = slice_k::<f32>(1760, 1760);
+        assert_eq!(rows, 587);
+        assert!(rows * 1760 * 4 <= SLICE_BYTES);
         // f64 at n = 1024 fits 512 rows: two slices of 400.
         assert_eq!(slice_k::<f64>(800, 1024), 400);
         // Very wide: never under MIN_SLICE_K rows.
