@@ -114,14 +114,16 @@ pub fn serialize<'a, T: Float>(
     let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(name, shape, data)| {
-            // One buffer per tensor, filled in place (a vector per element cost a
-            // second for a 10 MB checkpoint).
+            // One buffer per tensor, filled in place (a vector per element made 2.7 million
+            // allocations for the char-rnn's 10.8 MB checkpoint).
             let mut bytes = Vec::with_capacity(data.len() * dtype.bitsize() / 8);
-            for v in data {
-                match dtype {
-                    Dtype::F32 => bytes.extend_from_slice(&(v.to_f64() as f32).to_le_bytes()),
-                    _ => bytes.extend_from_slice(&v.to_f64().to_le_bytes()),
-                }
+            match dtype {
+                Dtype::F32 => data
+                    .iter()
+                    .for_each(|v| bytes.extend_from_slice(&(v.to_f64() as f32).to_le_bytes())),
+                _ => data
+                    .iter()
+                    .for_each(|v| bytes.extend_from_slice(&v.to_f64().to_le_bytes())),
             }
             (name.to_string(), shape.to_vec(), bytes)
         })
