@@ -128,7 +128,14 @@ pub fn check_call<T: Float>(
 ) -> Result<(), NonFinite> {
     let config = module.config();
     check_params(module.params())?;
-    check_sequence("x", input.x, input.shape, config.input_size, config.layout)?;
+    match input.tokens {
+        Some(tokens) => check_tensor(
+            "table",
+            &[tokens.vocab(config.input_size), config.input_size],
+            tokens.table,
+        )?,
+        None => check_sequence("x", input.x, input.shape, config.input_size, config.layout)?,
+    }
     let slices = config.num_layers * config.directions();
     let batch = input.shape.batch;
     check_tensor("state.h", &[slices, batch, config.state_size()], &state.h)?;

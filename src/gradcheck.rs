@@ -50,7 +50,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::buffers::{Reserve, Workspace};
 use crate::error::Error;
-use crate::input::Input;
+use crate::input::{Input, Tokens};
 use crate::recurrent::{Backward, Recurrent};
 use crate::state::State;
 
@@ -218,7 +218,8 @@ pub fn gradcheck(
 }
 
 /// Checks a whole module's gradients at `input` and `initial` (see the module docs): every
-/// parameter tensor by its PyTorch name, `x`, `h0` and `c0`.
+/// parameter tensor by its PyTorch name, `x` (or `table` for [`Input::tokens`]), `h0` and
+/// `c0`.
 ///
 /// # Errors
 /// If the input or state does not fit the module.
@@ -253,7 +254,12 @@ pub fn check_recurrent(
         c: r_c.clone(),
     };
     let mut grads = module.zero_grads();
-    let mut dx = vec![0.0; input.x.len()];
+    // x, or the table of a token input.
+    let (x_name, x_value) = match input.tokens {
+        Some(tokens) => ("table", tokens.table),
+        None => ("x", input.x),
+    };
+    let mut dx = vec![0.0; x_value.len()];
     let out = Backward {
         d_state: &mut d_state,
         dx: Some(&mut dx),
@@ -268,7 +274,7 @@ pub fn check_recurrent(
         .map(|(p, g)| Variable::new(p.name(), p.data().to_vec(), g.data().to_vec()))
         .collect();
     let n_params = vars.len();
-    vars.push(Variable::new("x", input.x.to_vec(), dx));
+    vars.push(Variable::new(x_name, x_value.to_vec(), dx));
     vars.push(Variable::new("h0", initial.h.clone(), d_state.h));
     if !initial.c.is_empty() {
         vars.push(Variable::new("c0", initial.c.clone(), d_state.c));
@@ -289,7 +295,13 @@ pub fn check_recurrent(
                     .unwrap_or_default(),
             };
             let mut y = vec![0.0; out_len];
-            let at = Input { x, ..input };
+            let at = match input.tokens {
+                Some(tokens) => Input {
+                    tokens: Some(Tokens { table: x, ..tokens }),
+                    ..input
+                },
+                None => Input { x, ..input },
+            };
             reserve.dropout_seed = dropout_seed;
             probe
                 .forward_train(at, &mut state, &mut y, &mut reserve, &mut ws)

@@ -76,7 +76,7 @@ pub use buffers::{Reserve, ReserveShape, Workspace};
 pub use config::{CellKind, Config, Nonlinearity, Parallelism, SeqLayout};
 pub use error::Error;
 pub use fused_rnn_kernels::Float;
-pub use input::{Input, SeqShape};
+pub use input::{Input, SeqShape, Tokens};
 pub use params::{Grads, Params, Tensor};
 pub use recurrent::{Backward, Recurrent};
 pub use state::State;

@@ -5,7 +5,7 @@ use crate::buffers::{Reserve, ReserveShape, Stamp, Workspace};
 use crate::config::Config;
 use crate::engine::driver::{self, BackwardOut, Call};
 use crate::engine::{Masks, unit_blocks};
-use crate::error::{Error, check_len, mul};
+use crate::error::{Error, add, check_len, mul};
 use crate::input::{Input, SeqShape};
 use crate::layout;
 use crate::params::{Grads, Params, Tensor};
@@ -59,7 +59,8 @@ pub struct Backward<'a, T> {
     /// In: dL/d(final state) (zeros if the loss does not read it); out: dL/d(initial
     /// state).
     pub d_state: &'a mut State<T>,
-    /// dL/dx in the input's layout, overwritten; `None` skips its GEMM.
+    /// dL/dx in the input's layout, overwritten; `None` skips its GEMM. For token input
+    /// ([`Input::tokens`]) dL/dtable, `[V, input_size]`.
     pub dx: Option<&'a mut [T]>,
     /// Parameter gradients, *added to* (zero them with [`Params::fill`] between steps).
     pub grads: &'a mut Grads<T>,
@@ -214,9 +215,9 @@ impl<T: Float> Recurrent<T> {
         ws: &mut Workspace<T>,
     ) -> Result<(), Error> {
         self.check_forward(&input, state, y)?;
-        let len = self.workspace_len(input.shape)?;
+        let len = self.call_len(&input)?;
         let (call, scratch) = self.call(&input, Pass::Forward, ws, len);
-        driver::forward(&call, input.x, state, y, scratch);
+        driver::forward(&call, (input.x, input.tokens), state, y, scratch);
         Ok(())
     }
 
@@ -224,7 +225,21 @@ impl<T: Float> Recurrent<T> {
         input.check(&self.config)?;
         state.check(&self.config, input.shape.batch, ["state.h", "state.c"])?;
         check_len("y", self.output_len(input.shape)?, y.len())?;
-        self.workspace_len(input.shape).map(|_| ())
+        self.call_len(input).map(|_| ())
+    }
+
+    /// The workspace a call on `input` takes: [`Recurrent::workspace_len`], and for token
+    /// input the scratch of its layer-0 products (the workspace grows to it).
+    fn call_len(&self, input: &Input<'_, T>) -> Result<usize, Error> {
+        let base = self.workspace_len(input.shape)?;
+        match &input.tokens {
+            None => Ok(base),
+            Some(tokens) => {
+                let d = layout::Dims::new(&self.config, input.shape);
+                let vocab = tokens.vocab(self.config.input_size);
+                add(&[base, crate::engine::tokens::scratch_len(&d, vocab)?])
+            }
+        }
     }
 
     /// Training forward: as [`Recurrent::forward`], and fills `reserve` with what
@@ -242,7 +257,7 @@ impl<T: Float> Recurrent<T> {
     ) -> Result<(), Error> {
         self.check_forward(&input, state, y)?;
         let need = self.reserve_len(input.shape)?;
-        let ws_len = self.workspace_len(input.shape)?;
+        let ws_len = self.call_len(&input)?;
         if reserve.buf.len() < need {
             reserve.buf.resize(need);
         }
@@ -252,7 +267,7 @@ impl<T: Float> Recurrent<T> {
         let (call, scratch) = self.call(&input, Pass::TrainForward, ws, ws_len);
         driver::forward_train(
             &call,
-            input.x,
+            (input.x, input.tokens),
             state,
             y,
             &mut reserve.buf.as_mut_slice()[..need],
@@ -331,17 +346,19 @@ impl<T: Float> Recurrent<T> {
         out.d_state
             .check(&self.config, input.shape.batch, ["d_state.h", "d_state.c"])?;
         if let Some(dx) = out.dx.as_deref() {
-            check_len("dx", input.x.len(), dx.len())?;
+            // For token input, dL/dtable.
+            let x_len = input.tokens.map_or(input.x.len(), |t| t.table.len());
+            check_len("dx", x_len, dx.len())?;
         }
         out.grads.check(&self.config, "grads")?;
         let need = self.reserve_len(input.shape)?;
-        let ws_len = self.workspace_len(input.shape)?;
+        let ws_len = self.call_len(&input)?;
         let Backward { d_state, dx, grads } = out;
         let (call, scratch) = self.call(&input, Pass::Backward, ws, ws_len);
         let out = BackwardOut { d_state, dx, grads };
         driver::backward(
             &call,
-            input.x,
+            (input.x, input.tokens),
             dy,
             &reserve.buf.as_slice()[..need],
             out,

@@ -90,8 +90,12 @@ pub struct Tbptt<T: Float> {
     state: State<T>,
     /// The span's input `[k2][B][I]`: the kept older steps, then the new ones.
     span_x: Vec<T>,
-    /// Older steps kept at the front of `span_x` (at most `k2 - k1`).
+    /// The span's token ids `[k2][B]` (see [`Tbptt::step_tokens`]), as `span_x`.
+    span_ids: Vec<usize>,
+    /// Older steps kept at the front of `span_x` or `span_ids` (at most `k2 - k1`).
     kept: usize,
+    /// Whether the kept steps are token ids.
+    kept_tokens: bool,
     y: Vec<T>,
     dy: Vec<T>,
     dx: Vec<T>,
@@ -130,7 +134,9 @@ impl<T: Float> Tbptt<T> {
             output_size: o,
             state: module.zero_state(batch),
             span_x: vec![T::ZERO; mul(&[k2, batch, i])?],
+            span_ids: vec![0; mul(&[k2, batch])?],
             kept: 0,
+            kept_tokens: false,
             y: vec![T::ZERO; mul(&[k2, batch, o])?],
             dy: vec![T::ZERO; mul(&[k2, batch, o])?],
             dx: vec![T::ZERO; mul(&[k2, batch, i])?],
@@ -161,16 +167,63 @@ impl<T: Float> Tbptt<T> {
         loss: impl FnOnce(&[T], &mut [T]) -> R,
     ) -> Result<R, Error> {
         let row = self.batch * self.input_size;
-        let new = x.len().checked_div(row).unwrap_or(0);
-        if new * row != x.len() {
-            return Err(Error::shape("x", (new + 1) * row, x.len()));
+        let new = self.new_steps(x.len(), row, "x")?;
+        self.check_kind(module, grads, false)?;
+        let steps = self.kept + new;
+        self.span_x[self.kept * row..steps * row].copy_from_slice(x);
+        self.run(module, steps, None, grads, None, loss)
+    }
+
+    /// [`Tbptt::step`] on token input ([`Input::tokens`]): the next `ids` (`[n][B]`) of
+    /// `table` (`[V, I]`, e.g. an embedding's weight, the same in every window of a span),
+    /// with the lookup fused into layer 0. `d_table` (`[V, I]`) is overwritten with
+    /// dL/dtable over the whole span (a TBPTT(k1, k2) span's older steps included).
+    ///
+    /// # Errors
+    /// As [`Tbptt::step`], for `ids`; an id not below V, a table that is not whole rows of
+    /// I, or a `d_table` of another length; [`Error::InvalidArgument`] while the span holds
+    /// older steps fed by [`Tbptt::step`]. Nothing changes then.
+    pub fn step_tokens<R>(
+        &mut self,
+        module: &Recurrent<T>,
+        (ids, table): (&[usize], &[T]),
+        grads: &mut Grads<T>,
+        d_table: &mut [T],
+        loss: impl FnOnce(&[T], &mut [T]) -> R,
+    ) -> Result<R, Error> {
+        let new = self.new_steps(ids.len(), self.batch, "ids")?;
+        self.check_kind(module, grads, true)?;
+        let (steps, b) = (self.kept + new, self.batch);
+        // The new ids and the table, checked before anything changes (the kept ids were).
+        Input::tokens(ids, table, SeqShape::new(new, b)).check(module.config())?;
+        crate::error::check_len("d_table", table.len(), d_table.len())?;
+        self.span_ids[self.kept * b..steps * b].copy_from_slice(ids);
+        self.run(module, steps, Some(table), grads, Some(d_table), loss)
+    }
+
+    /// The number of new steps in `len` values of `row` each, checked against k1.
+    fn new_steps(&self, len: usize, row: usize, arg: &'static str) -> Result<usize, Error> {
+        let new = len.checked_div(row).unwrap_or(0);
+        if new * row != len {
+            return Err(Error::shape(arg, (new + 1) * row, len));
         }
         if new == 0 || new > self.truncation.k1 {
             return Err(Error::invalid(
-                "x",
+                arg,
                 format!("{new} steps, expected 1..={}", self.truncation.k1),
             ));
         }
+        Ok(new)
+    }
+
+    /// Checks the module and grads against this driver, and that the older steps a span
+    /// keeps were fed the same way (rows of x, or token ids).
+    fn check_kind(
+        &self,
+        module: &Recurrent<T>,
+        grads: &Grads<T>,
+        tokens: bool,
+    ) -> Result<(), Error> {
         if State::<T>::lens(module.config(), self.batch)
             != (self.run_state.h.len(), self.run_state.c.len())
         {
@@ -179,11 +232,32 @@ impl<T: Float> Tbptt<T> {
                 "not the module this driver was made for",
             ));
         }
-        grads.check(module.config(), "grads")?;
-        let steps = self.kept + new;
-        self.span_x[self.kept * row..steps * row].copy_from_slice(x);
+        if self.kept > 0 && self.kept_tokens != tokens {
+            return Err(Error::invalid(
+                if tokens { "ids" } else { "x" },
+                "the span keeps older steps fed the other way (step or step_tokens)",
+            ));
+        }
+        grads.check(module.config(), "grads")
+    }
+
+    /// Forward and backward over the span's `steps` (the kept ones, then the new), its
+    /// input the span's x, or its ids in `table` (then dL/dtable goes to `d_table`).
+    fn run<R>(
+        &mut self,
+        module: &Recurrent<T>,
+        steps: usize,
+        table: Option<&[T]>,
+        grads: &mut Grads<T>,
+        d_table: Option<&mut [T]>,
+        loss: impl FnOnce(&[T], &mut [T]) -> R,
+    ) -> Result<R, Error> {
+        let (row, new) = (self.batch * self.input_size, steps - self.kept);
         let shape = SeqShape::new(steps, self.batch);
-        let input = Input::new(&self.span_x[..steps * row], shape);
+        let input = match table {
+            Some(table) => Input::tokens(&self.span_ids[..steps * self.batch], table, shape),
+            None => Input::new(&self.span_x[..steps * row], shape),
+        };
         let out = self.batch * self.output_size;
         self.run_state.h.copy_from_slice(&self.state.h);
         self.run_state.c.copy_from_slice(&self.state.c);
@@ -201,44 +275,58 @@ impl<T: Float> Tbptt<T> {
         let result = loss(&y[self.kept * out..], &mut dy[self.kept * out..]);
         // The span starts from a detached state: no gradient flows into it.
         self.d_state.reset();
-        let dx = &mut self.dx[..steps * row];
+        let dx = match d_table {
+            Some(d_table) => d_table,
+            None => &mut self.dx[..steps * row],
+        };
         let bwd = Backward {
             d_state: &mut self.d_state,
             dx: Some(dx),
             grads,
         };
         module.backward(input, dy, &self.reserve, bwd, &mut self.ws)?;
-        self.last = (steps, new);
-        self.advance(module, steps)?;
+        self.last = (steps, if table.is_some() { 0 } else { new });
+        self.advance(module, steps, table)?;
         Ok(result)
     }
 
     /// Moves the span on: TBPTT(k, k) carries the final state; TBPTT(k1, k2) keeps the last
     /// `k2 - k1` steps and runs the start state over the steps that leave the span.
-    fn advance(&mut self, module: &Recurrent<T>, steps: usize) -> Result<(), Error> {
+    fn advance(
+        &mut self,
+        module: &Recurrent<T>,
+        steps: usize,
+        table: Option<&[T]>,
+    ) -> Result<(), Error> {
         let keep = (self.truncation.k2 - self.truncation.k1).min(steps);
+        self.kept_tokens = table.is_some();
         if keep == 0 {
             self.state.h.copy_from_slice(&self.run_state.h);
             self.state.c.copy_from_slice(&self.run_state.c);
             self.kept = 0;
             return Ok(());
         }
-        let row = self.batch * self.input_size;
+        let (b, row) = (self.batch, self.batch * self.input_size);
         let leave = steps - keep;
         if leave > 0 {
-            let input = Input::new(
-                &self.span_x[..leave * row],
-                SeqShape::new(leave, self.batch),
-            );
-            let y = &mut self.y[..leave * self.batch * self.output_size];
+            let shape = SeqShape::new(leave, b);
+            let input = match table {
+                Some(table) => Input::tokens(&self.span_ids[..leave * b], table, shape),
+                None => Input::new(&self.span_x[..leave * row], shape),
+            };
+            let y = &mut self.y[..leave * b * self.output_size];
             module.forward(input, &mut self.state, y, &mut self.ws)?;
-            self.span_x.copy_within(leave * row..steps * row, 0);
+            match table {
+                Some(_) => self.span_ids.copy_within(leave * b..steps * b, 0),
+                None => self.span_x.copy_within(leave * row..steps * row, 0),
+            }
         }
         self.kept = keep;
         Ok(())
     }
 
-    /// dL/dx of the last update's new steps (`[n][B][I]`), e.g. for an embedding below.
+    /// dL/dx of the last update's new steps (`[n][B][I]`), e.g. for an embedding below;
+    /// empty after [`Tbptt::step_tokens`] (whose dL/dtable went to its `d_table`).
     pub fn dx(&self) -> &[T] {
         let row = self.batch * self.input_size;
         let (steps, new) = self.last;

@@ -70,6 +70,31 @@ fn windows_allocate_nothing(config: Config, batch: usize, truncation: Truncation
     allocations(|| run(3 * truncation.k1(), 50))
 }
 
+/// [`windows_allocate_nothing`] on token input (`Tbptt::step_tokens`).
+fn token_windows_allocate_nothing(config: Config, batch: usize, truncation: Truncation) -> usize {
+    let m = Recurrent::<f32>::with_seed(config.clone(), 1).unwrap();
+    let mut tbptt = Tbptt::new(&m, batch, truncation).unwrap();
+    let mut grads = m.zero_grads();
+    let vocab = 11;
+    let table: Vec<f32> = (0..vocab * config.input_size)
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
+    let mut d_table = vec![0.0f32; table.len()];
+    let ids: Vec<usize> = (0..50 * batch).map(|i| (i * 7) % vocab).collect();
+    let mut run = |from: usize, to: usize| {
+        for w in ids[from * batch..to * batch].chunks(truncation.k1() * batch) {
+            tbptt
+                .step_tokens(&m, (w, &table), &mut grads, &mut d_table, |y, dy| {
+                    dy.copy_from_slice(y);
+                    0.0
+                })
+                .unwrap();
+        }
+    };
+    run(0, 3 * truncation.k1());
+    allocations(|| run(3 * truncation.k1(), 50))
+}
+
 fn calls_allocate_nothing(config: Config, batch: usize) -> usize {
     let m = Recurrent::<f32>::with_seed(config.clone(), 2).unwrap();
     let shape = SeqShape::new(7, batch);
@@ -114,6 +139,7 @@ fn training_loops_allocate_nothing_after_their_first_step() {
         for (config, batch) in cases(Parallelism::Sequential) {
             calls_allocate_nothing(config.clone(), batch);
             windows_allocate_nothing(config.clone(), batch, Truncation::windows(5));
+            token_windows_allocate_nothing(config.clone(), batch, Truncation::windows(5));
             if !config.bidirectional {
                 windows_allocate_nothing(config, batch, Truncation::new(3, 7).unwrap());
             }
@@ -133,6 +159,11 @@ fn training_loops_allocate_nothing_after_their_first_step() {
                     windows_allocate_nothing(config.clone(), batch, windows),
                     0,
                     "TBPTT(5, 5): {what}"
+                );
+                assert_eq!(
+                    token_windows_allocate_nothing(config.clone(), batch, windows),
+                    0,
+                    "TBPTT(5, 5) on tokens: {what}"
                 );
                 if !config.bidirectional {
                     let spans = Truncation::new(3, 7).unwrap();

@@ -187,6 +187,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../src/engine/team.rs"),
     ),
     (
+        "src/engine/tokens.rs",
+        include_str!("../../src/engine/tokens.rs"),
+    ),
+    (
         "src/engine/unit_blocks.rs",
         include_str!("../../src/engine/unit_blocks.rs"),
     ),

@@ -65,7 +65,6 @@ pub struct Trainer {
     tbptt: Tbptt<f32>,
     ids: Vec<usize>,
     targets: Vec<usize>,
-    x: Vec<f32>,
     logits: Vec<f32>,
     d_logits: Vec<f32>,
 }
@@ -88,14 +87,13 @@ impl Trainer {
         let tbptt = Tbptt::new(&model.rnn, opts.batch, Truncation::windows(opts.seq))
             .map_err(|e| e.to_string())?;
         let rows = opts.batch * opts.seq;
-        let (e, v) = (model.config.embed, model.config.vocab);
+        let v = model.config.vocab;
         Ok(Trainer {
             grads: model.zero_grads(),
             optim: Optim::new(&opts.optimizer, opts.lr)?,
             tbptt,
             ids: vec![0; rows],
             targets: vec![0; rows],
-            x: vec![0.0; rows * e],
             logits: vec![0.0; rows * v],
             d_logits: vec![0.0; rows * v],
             model,
@@ -136,17 +134,19 @@ impl Trainer {
         streams.window(self.pos + 1, seq, &mut self.targets);
         let e = |e: fused_rnn::Error| e.to_string();
         let m = &mut self.model;
-        m.embed.forward(&self.ids, &mut self.x).map_err(e)?;
         self.grads.zero();
         let (head, head_grads) = (&m.head, &mut self.grads.head);
         let (logits, d_logits, targets) = (&mut self.logits, &mut self.d_logits, &self.targets);
         let vocab = m.config.vocab;
+        // The embedding lookup runs fused into the first layer (token input): its gradient
+        // comes back as dL/dtable, the embedding's weight gradient.
         let loss = self
             .tbptt
-            .step(
+            .step_tokens(
                 &m.rnn,
-                &self.x,
+                (&self.ids, &m.embed.weight),
                 &mut self.grads.rnn,
+                &mut self.grads.embed.weight,
                 |y, dy| -> Result<f64, fused_rnn::Error> {
                     head.forward(y, logits)?;
                     let loss = softmax_cross_entropy(logits, vocab, targets, d_logits)?;
@@ -155,9 +155,6 @@ impl Trainer {
                 },
             )
             .map_err(e)?
-            .map_err(e)?;
-        m.embed
-            .backward(&self.ids, self.tbptt.dx(), &mut self.grads.embed)
             .map_err(e)?;
         let mut grads = self.grads.slices_mut();
         clip_grad_norm(&mut grads, self.opts.clip as f32);
@@ -188,10 +185,10 @@ impl Trainer {
         let streams = Streams::new(valid, batch);
         let seq = self.opts.seq.min(streams.len - 1);
         let m = &self.model;
-        let (e, v, hout) = (m.config.embed, m.config.vocab, m.config.hidden);
+        let (v, hout) = (m.config.vocab, m.config.hidden);
         let rows = seq * batch;
         let (mut ids, mut targets) = (vec![0; rows], vec![0; rows]);
-        let (mut x, mut y) = (vec![0.0; rows * e], vec![0.0; rows * hout]);
+        let mut y = vec![0.0; rows * hout];
         let (mut logits, mut d_logits) = (vec![0.0; rows * v], vec![0.0; rows * v]);
         let mut state = m.rnn.zero_state(batch);
         let mut ws = Workspace::new();
@@ -201,8 +198,7 @@ impl Trainer {
         while pos + seq < streams.len {
             streams.window(pos, seq, &mut ids);
             streams.window(pos + 1, seq, &mut targets);
-            m.embed.forward(&ids, &mut x).map_err(err)?;
-            let input = Input::new(&x, SeqShape::new(seq, batch));
+            let input = Input::tokens(&ids, &m.embed.weight, SeqShape::new(seq, batch));
             m.rnn
                 .forward(input, &mut state, &mut y, &mut ws)
                 .map_err(err)?;

@@ -17,9 +17,10 @@ use super::forward::{DirForward, Tape};
 use super::forward_lockstep::{run_lockstep, steps_in_lockstep};
 use super::plan::{StepScratch, gemm_threads, lockstep_groups, run_tasks};
 use super::products::{DirGrads, InputBlock, input_gradients, project_inputs, weight_gradients};
+use super::tokens::{TokenGradsOut, project_tokens, token_gradients};
 use super::{DirSpec, Masks, StepRows};
 use crate::config::{Config, Parallelism};
-use crate::input::SeqShape;
+use crate::input::{SeqShape, Tokens};
 use crate::layout::{
     Carver, Dims, MAX_CHUNKS, MAX_TASKS, ReserveLayout, TapeLens, WorkspaceLens, bwd_task_len,
     fwd_task_len,
@@ -57,6 +58,9 @@ impl<T: Float> Call<'_, T> {
 type PerChunk<X> = ArrayVec<X, MAX_CHUNKS>;
 /// One item per direction.
 type PerDir<X> = ArrayVec<X, 2>;
+
+/// Layer 0's token input and the scratch its products take (see [`super::tokens`]).
+pub(crate) type TokenInput<'a, T> = (Tokens<'a, T>, &'a mut [T]);
 
 /// Splits `buf` into chunk regions of `per_seq * chunk_len` elements each.
 fn chunk_regions<'a, T>(buf: &'a mut [T], d: &Dims, per_seq: usize) -> PerChunk<&'a mut [T]> {
@@ -132,9 +136,26 @@ fn x_chunk_major<'a, T: Float>(x: &'a [T], d: &Dims, buf: &'a mut [T]) -> &'a [T
     buf
 }
 
+/// Layer 0's input rows in chunk-major order ([`x_chunk_major`]), or none for token input
+/// (its layer 0 reads the table; see [`super::tokens`]).
+fn layer0_rows<'a, T: Float>(x: &'a [T], tokens: bool, d: &Dims, buf: &'a mut [T]) -> &'a [T] {
+    if tokens {
+        &[]
+    } else {
+        x_chunk_major(x, d, buf)
+    }
+}
+
+/// The scratch token input takes at the end of the workspace (none without).
+pub(crate) fn token_scratch<T>(d: &Dims, tokens: Option<&Tokens<'_, T>>) -> usize {
+    tokens.map_or(0, |t| {
+        super::tokens::scratch_len(d, t.vocab(d.input)).expect("sizes were checked")
+    })
+}
+
 /// Calls `f(user_row, chunk_major_row)` for every (step, sequence), where `user_row` indexes
 /// the caller's layout.
-fn for_rows(d: &Dims, mut f: impl FnMut(usize, usize)) {
+pub(super) fn for_rows(d: &Dims, mut f: impl FnMut(usize, usize)) {
     for k in 0..d.chunks {
         let r = d.chunk(k);
         for t in 0..d.steps {
@@ -239,7 +260,7 @@ fn forward_layer<T: Float>(
     (tapes, tape_lens): (PerDir<&mut [T]>, &TapeLens),
     outputs: &mut [&mut [T]],
     state: &mut State<T>,
-    scratch: &mut [T],
+    (scratch, mut tokens): (&mut [T], Option<TokenInput<'_, T>>),
 ) {
     let d = call.dims();
     let mut tasks = ArrayVec::<Option<FwdTask<'_, T>>, MAX_TASKS>::new();
@@ -254,13 +275,12 @@ fn forward_layer<T: Float>(
     for (dir, (tape, out)) in tapes.into_iter().zip(outputs.iter_mut()).enumerate() {
         let spec = call.spec(layer, dir);
         let (w, _) = call.prepared.dir(call.params, layer, dir);
-        project_inputs(
-            (call.arch, gemm_threads(call.par)),
-            &spec,
-            &w,
-            input,
-            &mut tape[..tape_lens.gates],
-        );
+        let threads = (call.arch, gemm_threads(call.par));
+        let gates = &mut tape[..tape_lens.gates];
+        match &mut tokens {
+            Some((tokens, buf)) => project_tokens(threads, (&d, &spec), &w, tokens, buf, gates),
+            None => project_inputs(threads, &spec, &w, input, gates),
+        }
         let ys = chunk_regions(out, &d, d.steps * d.hout);
         let (hs, cs) = (
             std::mem::take(&mut states_h[dir]),
@@ -376,7 +396,7 @@ fn step_gemm(d: &Dims, rows: usize) -> usize {
 /// go to `y`.
 pub(crate) fn forward<T: Float>(
     call: &Call<'_, T>,
-    x: &[T],
+    (x, tokens): (&[T], Option<Tokens<'_, T>>),
     state: &mut State<T>,
     y: &mut [T],
     ws: &mut [T],
@@ -392,7 +412,8 @@ pub(crate) fn forward<T: Float>(
     let mut set_b = dir_blocks(c.take(d.dirs * second), d.dirs, second);
     let tape_buf = c.take(lens.infer_tapes);
     let tasks = c.take(lens.fwd_tasks);
-    let x = x_chunk_major(x, &d, x_buf);
+    let token_buf = c.take(token_scratch(&d, tokens.as_ref()));
+    let x = layer0_rows(x, tokens.is_some(), &d, x_buf);
     for layer in 0..d.layers {
         // Layer k writes set A if k is even, B if odd, and reads the other.
         let (out, below) = if layer % 2 == 0 {
@@ -402,7 +423,16 @@ pub(crate) fn forward<T: Float>(
         };
         let input = input_blocks(x, (layer > 0).then(|| views(below)), &d);
         let tapes = dir_blocks(&mut *tape_buf, d.dirs, tape_lens.total().expect("checked"));
-        forward_layer(call, layer, &input, (tapes, &tape_lens), out, state, tasks);
+        let tok = tokens.filter(|_| layer == 0).map(|t| (t, &mut *token_buf));
+        forward_layer(
+            call,
+            layer,
+            &input,
+            (tapes, &tape_lens),
+            out,
+            state,
+            (tasks, tok),
+        );
     }
     let top = if (d.layers - 1).is_multiple_of(2) {
         &set_a
@@ -416,7 +446,7 @@ pub(crate) fn forward<T: Float>(
 /// dropout masks (see [`crate::layout`]); the workspace `[x_cm][top outputs][tasks]`.
 pub(crate) fn forward_train<T: Float>(
     call: &Call<'_, T>,
-    x: &[T],
+    (x, tokens): (&[T], Option<Tokens<'_, T>>),
     state: &mut State<T>,
     y: &mut [T],
     reserve: &mut [T],
@@ -431,7 +461,8 @@ pub(crate) fn forward_train<T: Float>(
     let x_buf = c.take(lens.x_cm);
     let mut top = dir_blocks(c.take(lens.block_set), d.dirs, rl.out_block);
     let tasks = c.take(lens.fwd_tasks);
-    let x = x_chunk_major(x, &d, x_buf);
+    let token_buf = c.take(token_scratch(&d, tokens.as_ref()));
+    let x = layer0_rows(x, tokens.is_some(), &d, x_buf);
     let mut rest = Carver::new(reserve);
     let mut below = PerDir::<&mut [T]>::new();
     for layer in 0..d.layers {
@@ -448,6 +479,7 @@ pub(crate) fn forward_train<T: Float>(
             PerDir::new()
         };
         let input = input_blocks(x, (layer > 0).then(|| views(&below)), &d);
+        let tok = tokens.filter(|_| layer == 0).map(|t| (t, &mut *token_buf));
         forward_layer(
             call,
             layer,
@@ -455,7 +487,7 @@ pub(crate) fn forward_train<T: Float>(
             (tapes, &rl.tape),
             &mut outputs,
             state,
-            tasks,
+            (tasks, tok),
         );
         // Ends the borrow of `below` (ArrayVec has drop glue) before it is replaced.
         drop(input);
@@ -619,7 +651,7 @@ enum DySource<'a, T> {
 /// the layers below the top need (the top layer reads dy in place).
 pub(crate) fn backward<T: Float>(
     call: &Call<'_, T>,
-    x: &[T],
+    (x, tokens): (&[T], Option<Tokens<'_, T>>),
     dy: &[T],
     reserve: &[T],
     out: BackwardOut<'_, T>,
@@ -651,7 +683,10 @@ pub(crate) fn backward<T: Float>(
     let mut an_all = dir_blocks(c.take(d.dirs * per_dir(an_w)), d.dirs, per_dir(an_w));
     let mut dh_all = dir_blocks(c.take(d.dirs * per_dir(d.proj)), d.dirs, per_dir(d.proj));
     let tasks_buf = c.take(lens.bwd_tasks);
-    if d.reorders_input() {
+    let token_buf = c.take(token_scratch(&d, tokens.as_ref()));
+    // Token input has no rows of x: layer 0 reads the table (and dx is dL/dtable).
+    let reorders = d.reorders_input() && tokens.is_none();
+    if reorders {
         x_chunk_major(x, &d, &mut *x_buf);
     }
     for layer in (0..d.layers).rev() {
@@ -669,7 +704,7 @@ pub(crate) fn backward<T: Float>(
                 .map(|dir| &reserve[at + dir * rl.out_block..][..rl.out_block])
                 .collect()
         });
-        let x_rows: &[T] = if d.reorders_input() { &*x_buf } else { x };
+        let x_rows: &[T] = if reorders { &*x_buf } else { x };
         let input = input_blocks(x_rows, below, &d);
         // The time loops of every direction and chunk.
         let mut tasks = ArrayVec::<Option<BwdTask<'_, T>>, MAX_TASKS>::new();
@@ -746,16 +781,22 @@ pub(crate) fn backward<T: Float>(
                 extra: &tape[tape_len - rl.tape.extra..],
             }
         };
+        let layer_tokens = tokens.filter(|_| layer == 0);
         for dir in 0..d.dirs {
             let spec = call.spec(layer, dir);
             let g = dir_grads(dir);
-            weight_gradients(
-                threads,
-                (&d, &spec),
-                &input,
-                &g,
-                grads.layer_mut(layer, dir),
-            );
+            let grads = grads.layer_mut(layer, dir);
+            if let Some(tokens) = &layer_tokens {
+                let (w, _) = call.prepared.dir(call.params, layer, dir);
+                let out = TokenGradsOut {
+                    w_ih: &mut *grads.w_ih,
+                    d_table: dx.as_deref_mut(),
+                    add: dir > 0,
+                };
+                token_gradients(threads, (&d, &spec), (&w, tokens), &g, out, token_buf);
+            }
+            let rows = layer_tokens.is_none().then_some(&input[..]);
+            weight_gradients(threads, (&d, &spec), rows, &g, grads);
         }
         // Ends the borrow of x's copy (ArrayVec has drop glue) before dx overwrites it.
         drop(input);
@@ -767,12 +808,8 @@ pub(crate) fn backward<T: Float>(
             if layer > 0 {
                 let mut targets: PerDir<&mut [T]> = dxs.iter_mut().map(|b| &mut **b).collect();
                 input_gradients(threads, &spec, &w, &g, &mut targets, add);
-            } else if let Some(dx_user) = dx.as_deref_mut() {
-                let target = if d.reorders_input() {
-                    &mut *x_buf
-                } else {
-                    dx_user
-                };
+            } else if let (None, Some(dx_user)) = (&layer_tokens, dx.as_deref_mut()) {
+                let target = if reorders { &mut *x_buf } else { dx_user };
                 input_gradients(threads, &spec, &w, &g, &mut [target], add);
             }
         }
@@ -787,7 +824,7 @@ pub(crate) fn backward<T: Float>(
             }
         }
     }
-    if let (true, Some(dx)) = (d.reorders_input(), dx) {
+    if let (true, Some(dx)) = (reorders, dx) {
         for_rows(&d, |user, cm| {
             dx[user * d.input..(user + 1) * d.input]
                 .copy_from_slice(&x_buf[cm * d.input..(cm + 1) * d.input])

@@ -22,6 +22,7 @@ pub(crate) mod forward_team;
 pub(crate) mod plan;
 pub(crate) mod products;
 pub(crate) mod team;
+pub(crate) mod tokens;
 pub(crate) mod unit_blocks;
 
 use fused_rnn_kernels::gemm::packed::PackedRef;

@@ -86,32 +86,20 @@ impl<T: Float> DirGrads<'_, T> {
 /// `dW_ih[:, block] += dG^T X_block`; `dW_hh += sum over chunks of dG_c^T H_prev,c` (the
 /// states entering a chunk's steps are contiguous; a reset-before GRU's n block uses `r*h`);
 /// `dW_hr += dL/dh^T (o tanh c)`; biases are column sums of the gate gradients.
+/// `input: None` leaves `dW_ih` to the caller (token input, see [`super::tokens`]).
 pub(crate) fn weight_gradients<T: Float>(
     (arch, threads): (Arch, usize),
     (d, s): (&Dims, &DirSpec),
-    input: &[InputBlock<'_, T>],
+    input: Option<&[InputBlock<'_, T>]>,
     g: &DirGrads<'_, T>,
     grads: LayerParamsMut<'_, T>,
 ) {
-    let (rows, h, hout, gh, in_size) = (s.steps * s.batch, s.hidden, s.hout, s.gh(), s.input);
-    // `out += lhs^T rhs` for a block of `out` (rows of lhs^T, columns of rhs, row stride ld).
-    let acc_t = |lhs: MatRef<'_, T>, rhs: MatRef<'_, T>, out: &mut [T], ld: usize| {
-        let c = MatMut::new(out, lhs.cols(), rhs.cols(), ld, 1);
-        gemm(arch, threads, lhs.t(), rhs, T::ONE, c);
-    };
+    let (rows, h, hout, gh) = (s.steps * s.batch, s.hidden, s.hout, s.gh());
+    let acc_t = |lhs, rhs, out: &mut [T], ld| acc_t((arch, threads), lhs, rhs, out, ld);
     let (x_side, x_side_n) = g.input_side(s);
     let split = x_side.cols();
-    for blk in input {
-        let x = mat(blk.data, rows, blk.width);
-        acc_t(x_side, x, &mut grads.w_ih[blk.col..], in_size);
-        if let Some(dan) = x_side_n {
-            acc_t(
-                dan,
-                x,
-                &mut grads.w_ih[split * in_size + blk.col..],
-                in_size,
-            );
-        }
+    if let Some(input) = input {
+        input_weight_gradients((arch, threads), s, input, g, &mut *grads.w_ih);
     }
     let dg = mat(g.dg, rows, gh);
     let positions = s.steps + 1;
@@ -147,6 +135,45 @@ pub(crate) fn weight_gradients<T: Float>(
         column_sums(dg, db_ih, db_hh);
         if let Some(dan) = x_side_n {
             column_sums(dan, db_ih_n, &mut []);
+        }
+    }
+}
+
+/// `out += lhs^T rhs` for a block of `out` (rows of lhs^T, columns of rhs, row stride ld).
+fn acc_t<T: Float>(
+    (arch, threads): (Arch, usize),
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    out: &mut [T],
+    ld: usize,
+) {
+    let c = MatMut::new(out, lhs.cols(), rhs.cols(), ld, 1);
+    gemm(arch, threads, lhs.t(), rhs, T::ONE, c);
+}
+
+/// `dW_ih[:, block] += dG^T X_block` for every block of the input (and a reset-after GRU's
+/// n rows from its input side), over the `s.steps * s.batch` rows of `g` and `input`.
+pub(crate) fn input_weight_gradients<T: Float>(
+    threads: (Arch, usize),
+    s: &DirSpec,
+    input: &[InputBlock<'_, T>],
+    g: &DirGrads<'_, T>,
+    w_ih: &mut [T],
+) {
+    let (rows, in_size) = (s.steps * s.batch, s.input);
+    let (x_side, x_side_n) = g.input_side(s);
+    let split = x_side.cols();
+    for blk in input {
+        let x = mat(blk.data, rows, blk.width);
+        acc_t(threads, x_side, x, &mut w_ih[blk.col..], in_size);
+        if let Some(dan) = x_side_n {
+            acc_t(
+                threads,
+                dan,
+                x,
+                &mut w_ih[split * in_size + blk.col..],
+                in_size,
+            );
         }
     }
 }

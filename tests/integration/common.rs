@@ -118,16 +118,16 @@ pub fn transpose(src: &[f64], outer: usize, inner: usize, width: usize) -> Vec<f
     dst
 }
 
-fn cast<T: Float>(v: &[f64]) -> Vec<T> {
+pub fn cast<T: Float>(v: &[f64]) -> Vec<T> {
     v.iter().map(|&x| T::from_f64(x)).collect()
 }
 
-fn widen<T: Float>(v: &[T]) -> Vec<f64> {
+pub fn widen<T: Float>(v: &[T]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
 
 /// The case's module in `T`, and its x in the configured layout.
-fn module_and_x<T: Float>(case: &Case) -> (Recurrent<T>, Vec<T>) {
+pub fn module_and_x<T: Float>(case: &Case) -> (Recurrent<T>, Vec<T>) {
     let c = &case.config;
     let params = Params::<T>::from_named(
         c,

@@ -37,3 +37,4 @@ mod robustness;
 mod safetensors_io;
 mod tbptt;
 mod thread_safety;
+mod tokens;
