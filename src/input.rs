@@ -81,7 +81,11 @@ impl<'a, T> Input<'a, T> {
     /// Token input: step `t` of sequence `b` is the row `ids[t * B + b]` of `table`
     /// (`[V, input_size]`), as an embedding lookup followed by the module would see it, with
     /// the lookup fused into layer 0 (see [`Tokens`]). Backward's `dx` is then dL/d(table),
-    /// `[V, input_size]`.
+    /// `[V, input_size]`. A call takes `V * G * H` more workspace (and `V * H` more for a
+    /// reset-after GRU) than [`Recurrent::workspace_len`] says: the workspace grows to it on
+    /// the first such call.
+    ///
+    /// [`Recurrent::workspace_len`]: crate::Recurrent::workspace_len
     ///
     /// ```
     /// use fused_rnn::{Config, Input, Recurrent, SeqShape, Workspace};
