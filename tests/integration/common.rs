@@ -151,7 +151,11 @@ pub fn module_and_x<T: Float>(case: &Case) -> (Recurrent<T>, Vec<T>) {
 
 /// The case's input over `x`, with its lengths and resets.
 fn input_of<'a, T>(case: &'a Case, x: &'a [T]) -> Input<'a, T> {
-    let mut input = Input::new(x, case.shape);
+    with_masks(case, Input::new(x, case.shape))
+}
+
+/// `input` with the case's lengths and resets.
+pub fn with_masks<'a, T>(case: &'a Case, mut input: Input<'a, T>) -> Input<'a, T> {
     if let Some(l) = &case.lengths {
         input = input.with_lengths(l);
     }
@@ -186,25 +190,41 @@ pub fn run_ours_inference<T: Float>(case: &Case) -> Vec<f64> {
 
 /// Runs the case through this crate in `T`, in the case's layout, with `dx` requested.
 pub fn run_ours<T: Float>(case: &Case) -> Outcome {
+    let (module, x) = module_and_x::<T>(case);
+    let mut out = train_on(case, &module, input_of(case, &x), x.len());
+    out.dx = from_layout(case, &out.dx, case.config.input_size);
+    out
+}
+
+/// `[T][B][w]` values in the case's layout.
+pub fn to_layout(case: &Case, v: &[f64], w: usize) -> Vec<f64> {
+    let (t, b) = (case.shape.steps, case.shape.batch);
+    match case.config.layout {
+        SeqLayout::BatchMajor => transpose(v, t, b, w),
+        SeqLayout::TimeMajor => v.to_vec(),
+    }
+}
+
+/// Values in the case's layout back to `[T][B][w]`.
+pub fn from_layout(case: &Case, v: &[f64], w: usize) -> Vec<f64> {
+    let (t, b) = (case.shape.steps, case.shape.batch);
+    match case.config.layout {
+        SeqLayout::BatchMajor => transpose(v, b, t, w),
+        SeqLayout::TimeMajor => v.to_vec(),
+    }
+}
+
+/// `forward_train` then `backward` of `module` on `input` from the case's state, with its
+/// dL/dy, dL/d(final state) and a `dx` of `dx_len` asked for; y comes back time-major, dx
+/// as `backward` wrote it.
+pub fn train_on<T: Float>(
+    case: &Case,
+    module: &Recurrent<T>,
+    input: Input<'_, T>,
+    dx_len: usize,
+) -> Outcome {
     let c = &case.config;
     let (t, b) = (case.shape.steps, case.shape.batch);
-    let bm = c.layout == SeqLayout::BatchMajor;
-    let to_layout = |v: &[f64], w: usize| {
-        if bm {
-            transpose(v, t, b, w)
-        } else {
-            v.to_vec()
-        }
-    };
-    let from_layout = |v: &[f64], w: usize| {
-        if bm {
-            transpose(v, b, t, w)
-        } else {
-            v.to_vec()
-        }
-    };
-    let (module, x) = module_and_x::<T>(case);
-    let input = input_of(case, &x);
     let mut state = State {
         h: cast::<T>(&case.h0),
         c: cast::<T>(&case.c0),
@@ -214,13 +234,13 @@ pub fn run_ours<T: Float>(case: &Case) -> Outcome {
     module
         .forward_train(input, &mut state, &mut y, &mut reserve, &mut ws)
         .expect("forward_train");
-    let dy: Vec<T> = cast(&to_layout(&case.dy, c.output_size()));
+    let dy: Vec<T> = cast(&to_layout(case, &case.dy, c.output_size()));
     let mut d_state = State {
         h: cast::<T>(&case.dh_n),
         c: cast::<T>(&case.dc_n),
     };
     let mut grads = module.zero_grads();
-    let mut dx = vec![T::NAN; x.len()];
+    let mut dx = vec![T::NAN; dx_len];
     let out = Backward {
         d_state: &mut d_state,
         dx: Some(&mut dx),
@@ -230,14 +250,14 @@ pub fn run_ours<T: Float>(case: &Case) -> Outcome {
         .backward(input, &dy, &reserve, out, &mut ws)
         .expect("backward");
     Outcome {
-        y: from_layout(&widen(&y), c.output_size()),
+        y: from_layout(case, &widen(&y), c.output_size()),
         h_n: widen(&state.h),
         c_n: widen(&state.c),
         grads: grads
             .iter()
             .map(|t| (t.name().to_string(), widen(t.data())))
             .collect(),
-        dx: from_layout(&widen(&dx), c.input_size),
+        dx: widen(&dx),
         dh0: widen(&d_state.h),
         dc0: widen(&d_state.c),
     }

@@ -5,7 +5,9 @@
 
 use crate::common;
 
-use common::{Case, Outcome, cast, compare, config_and_shape, module_and_x, run_ours, widen};
+use common::{
+    Case, Outcome, cast, compare, config_and_shape, module_and_x, run_ours, train_on, with_masks,
+};
 use fused_rnn::gradcheck::{GradCheck, check_recurrent};
 use fused_rnn::{
     Backward, CellKind, Config, Error, Float, Input, Recurrent, Reserve, SeqLayout, SeqShape,
@@ -34,74 +36,18 @@ fn look_up(ids: &[usize], table: &[f64], width: usize) -> Vec<f64> {
 /// Runs `case` (its x ignored) through this crate in `T` on token input; `dx` of the outcome
 /// is dL/dtable.
 fn run_tokens<T: Float>(case: &Case, ids: &[usize], table: &[f64]) -> Outcome {
-    let c = &case.config;
     let (t, b) = (case.shape.steps, case.shape.batch);
-    let bm = c.layout == SeqLayout::BatchMajor;
-    let to_layout = |v: &[f64], w: usize| {
-        if bm {
-            common::transpose(v, t, b, w)
-        } else {
-            v.to_vec()
-        }
-    };
     // Ids in the module's layout: a batch-major module reads [B][T].
-    let ids: Vec<usize> = if bm {
-        (0..b)
+    let ids: Vec<usize> = match case.config.layout {
+        SeqLayout::BatchMajor => (0..b)
             .flat_map(|s| (0..t).map(move |k| ids[k * b + s]))
-            .collect()
-    } else {
-        ids.to_vec()
+            .collect(),
+        SeqLayout::TimeMajor => ids.to_vec(),
     };
     let (module, _) = module_and_x::<T>(case);
     let table: Vec<T> = cast(table);
-    let mut input = Input::tokens(&ids, &table, case.shape);
-    if let Some(l) = &case.lengths {
-        input = input.with_lengths(l);
-    }
-    if let Some(r) = &case.resets {
-        input = input.with_resets(r);
-    }
-    let mut state = State {
-        h: cast::<T>(&case.h0),
-        c: cast::<T>(&case.c0),
-    };
-    let mut y = vec![T::NAN; t * b * c.output_size()];
-    let (mut reserve, mut ws) = (Reserve::new(), Workspace::new());
-    module
-        .forward_train(input, &mut state, &mut y, &mut reserve, &mut ws)
-        .expect("forward_train");
-    let dy: Vec<T> = cast(&to_layout(&case.dy, c.output_size()));
-    let mut d_state = State {
-        h: cast::<T>(&case.dh_n),
-        c: cast::<T>(&case.dc_n),
-    };
-    let mut grads = module.zero_grads();
-    let mut d_table = vec![T::NAN; table.len()];
-    let out = Backward {
-        d_state: &mut d_state,
-        dx: Some(&mut d_table),
-        grads: &mut grads,
-    };
-    module
-        .backward(input, &dy, &reserve, out, &mut ws)
-        .expect("backward");
-    let y = widen(&y);
-    Outcome {
-        y: if bm {
-            common::transpose(&y, b, t, c.output_size())
-        } else {
-            y
-        },
-        h_n: widen(&state.h),
-        c_n: widen(&state.c),
-        grads: grads
-            .iter()
-            .map(|t| (t.name().to_string(), widen(t.data())))
-            .collect(),
-        dx: widen(&d_table),
-        dh0: widen(&d_state.h),
-        dc0: widen(&d_state.c),
-    }
+    let input = with_masks(case, Input::tokens(&ids, &table, case.shape));
+    train_on(case, &module, input, table.len())
 }
 
 /// Whether `r` is a shape or argument error naming `arg`.
