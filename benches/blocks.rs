@@ -1,13 +1,16 @@
 //! The char-rnn's building blocks outside the recurrent layers, at the shapes of one of its
 //! training steps (32 streams x 64 characters, 97 classes): the softmax cross-entropy with
-//! its gradient. Throughput in rows (characters).
+//! its gradient; and its embedding into the first LSTM layer (64 -> 256), a training step
+//! (forward, backward, the embedding's gradient) looked up then fed as rows, against token
+//! input (`Input::tokens`). Throughput in rows (characters).
 //!
 //! `cargo bench --bench blocks`
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fused_rnn::nn::softmax_cross_entropy;
+use fused_rnn::nn::{Embedding, softmax_cross_entropy};
+use fused_rnn::{Backward, Config, Input, Parallelism, Recurrent, Reserve, SeqShape, Workspace};
 
 fn blocks(c: &mut Criterion) {
     let (rows, classes) = (32 * 64, 97);
@@ -24,5 +27,71 @@ fn blocks(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, blocks);
+/// One training step of the char-rnn's first layer on `input`, the embedding's gradient
+/// into `d_table` (by `Embedding::backward` from dx for rows, from `backward` for tokens).
+struct FirstLayer {
+    lstm: Recurrent<f32>,
+    embed: Embedding<f32>,
+    ids: Vec<usize>,
+    shape: SeqShape,
+}
+
+impl FirstLayer {
+    fn step(&self, tokens: bool, bufs: &mut (Vec<f32>, Vec<f32>, Reserve<f32>, Workspace<f32>)) {
+        let (x, y, reserve, ws) = bufs;
+        let lstm = &self.lstm;
+        let input = if tokens {
+            Input::tokens(&self.ids, &self.embed.weight, self.shape)
+        } else {
+            self.embed.forward(&self.ids, x).unwrap();
+            Input::new(x, self.shape)
+        };
+        let mut state = lstm.zero_state(self.shape.batch);
+        lstm.forward_train(input, &mut state, y, reserve, ws)
+            .unwrap();
+        let (mut grads, mut d_state) = (lstm.zero_grads(), lstm.zero_state(self.shape.batch));
+        let mut d_table = Embedding::zeros(self.embed.vocab(), self.embed.dim()).unwrap();
+        // Allocated either way, so both variants pay the same allocations.
+        let mut dx = vec![0.0f32; x.len()];
+        let out = Backward {
+            d_state: &mut d_state,
+            dx: Some(if tokens { &mut d_table.weight } else { &mut dx }),
+            grads: &mut grads,
+        };
+        lstm.backward(input, y, reserve, out, ws).unwrap();
+        if !tokens {
+            self.embed.backward(&self.ids, &dx, &mut d_table).unwrap();
+        }
+        black_box((&grads, &d_table, &d_state));
+    }
+}
+
+fn embedding_into_lstm(c: &mut Criterion) {
+    let (steps, batch, vocab, dim, hidden) = (64, 32, 97, 64, 256);
+    let config = Config::lstm(dim, hidden).with_parallelism(Parallelism::Sequential);
+    let layer = FirstLayer {
+        lstm: Recurrent::with_seed(config, 1).unwrap(),
+        embed: Embedding::new(vocab, dim, 2).unwrap(),
+        ids: (0..steps * batch).map(|i| (i * 31) % vocab).collect(),
+        shape: SeqShape::new(steps, batch),
+    };
+    let rows = steps * batch;
+    let mut bufs = (
+        vec![0.0f32; rows * dim],
+        vec![0.0f32; rows * hidden],
+        Reserve::new(),
+        Workspace::new(),
+    );
+    let mut group = c.benchmark_group("blocks");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.bench_function("embedding_into_lstm_64x32_rows", |b| {
+        b.iter(|| layer.step(false, &mut bufs))
+    });
+    group.bench_function("embedding_into_lstm_64x32_tokens", |b| {
+        b.iter(|| layer.step(true, &mut bufs))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, blocks, embedding_into_lstm);
 criterion_main!(benches);
