@@ -391,9 +391,9 @@ fn step_gemm(d: &Dims, rows: usize) -> usize {
     fused_rnn_kernels::gemm::packed::a_scratch_len(rows, k).max(rows * k)
 }
 
-/// Inference. Workspace: `[x_cm][blocks A][blocks B][tapes][tasks]`; layer outputs
+/// Inference. Workspace: `[x_cm][blocks A][blocks B][tapes][tasks][tokens]`; layer outputs
 /// alternate between the two sets of blocks (one set for a single layer), the last layer's
-/// go to `y`.
+/// go to `y`. (`tokens`: token input's scratch, [`token_scratch`]; x_cm is then unused.)
 pub(crate) fn forward<T: Float>(
     call: &Call<'_, T>,
     (x, tokens): (&[T], Option<Tokens<'_, T>>),
@@ -443,7 +443,7 @@ pub(crate) fn forward<T: Float>(
 }
 
 /// Training. The reserve holds every layer's tapes, the inputs of upper layers and their
-/// dropout masks (see [`crate::layout`]); the workspace `[x_cm][top outputs][tasks]`.
+/// dropout masks (see [`crate::layout`]); the workspace `[x_cm][top outputs][tasks][tokens]`.
 pub(crate) fn forward_train<T: Float>(
     call: &Call<'_, T>,
     (x, tokens): (&[T], Option<Tokens<'_, T>>),
@@ -647,8 +647,8 @@ enum DySource<'a, T> {
 }
 
 /// Backward through every layer, top-down. Workspace:
-/// `[x_cm, then dx_cm][blocks A][blocks B][gate gradients][tasks]`, with as many block sets as
-/// the layers below the top need (the top layer reads dy in place).
+/// `[x_cm, then dx_cm][blocks A][blocks B][gate gradients][tasks][tokens]`, with as many block
+/// sets as the layers below the top need (the top layer reads dy in place).
 pub(crate) fn backward<T: Float>(
     call: &Call<'_, T>,
     (x, tokens): (&[T], Option<Tokens<'_, T>>),
