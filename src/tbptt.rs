@@ -175,9 +175,10 @@ impl<T: Float> Tbptt<T> {
     }
 
     /// [`Tbptt::step`] on token input ([`Input::tokens`]): the next `ids` (`[n][B]`) of
-    /// `table` (`[V, I]`, e.g. an embedding's weight, the same in every window of a span),
-    /// with the lookup fused into layer 0. `d_table` (`[V, I]`) is overwritten with
-    /// dL/dtable over the whole span (a TBPTT(k1, k2) span's older steps included).
+    /// `table` (`[V, I]`, e.g. an embedding's weight), with the lookup fused into layer 0.
+    /// A TBPTT(k1, k2) span's older steps are looked up again in this `table`, as they run
+    /// again with the module's current weights. `d_table` (`[V, I]`) is overwritten with
+    /// dL/dtable over the whole span, its older steps included.
     ///
     /// # Errors
     /// As [`Tbptt::step`], for `ids`; an id not below V, a table that is not whole rows of
