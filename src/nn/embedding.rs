@@ -1,4 +1,9 @@
 //! [`Embedding`]: a lookup table from token ids to vectors (PyTorch's `nn.Embedding`).
+//!
+//! Feeding a [`Recurrent`](crate::Recurrent) module, pass the ids and the weight as token
+//! input ([`Input::tokens`](crate::Input::tokens), [`Tbptt::step_tokens`](crate::Tbptt::step_tokens))
+//! instead of looking the vectors up here: the lookup then runs fused into the module's first
+//! layer, and its backward returns this table's gradient.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
