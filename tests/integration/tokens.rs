@@ -273,3 +273,46 @@ fn tbptt_refuses_to_mix_rows_and_tokens_in_a_span() {
         .step(&module, &[0.5, 0.5], &mut grads, |_, _| ())
         .unwrap();
 }
+
+/// Token input gives the same bits on any thread count, as rows do (see `determinism`):
+/// the table's product, the gather and the sums by id run in a fixed order.
+#[test]
+fn token_input_is_bitwise_identical_across_thread_counts() {
+    use fused_rnn::Parallelism;
+    let bits = |o: &Outcome| -> Vec<u64> {
+        let mut all: Vec<u64> = Vec::new();
+        for v in [&o.y, &o.h_n, &o.c_n, &o.dx, &o.dh0, &o.dc0] {
+            all.extend(v.iter().map(|x| x.to_bits()));
+        }
+        for (_, g) in &o.grads {
+            all.extend(g.iter().map(|x| x.to_bits()));
+        }
+        all
+    };
+    for (k, cell) in CellKind::ALL.into_iter().enumerate() {
+        let config = Config::lstm(24, 48)
+            .with_cell(cell)
+            .with_layers(2)
+            .with_bidirectional(true);
+        let shape = SeqShape::new(7, 40);
+        let sequential = config.clone().with_parallelism(Parallelism::Sequential);
+        let case = Case::random(sequential, shape, k as u64, true, true);
+        let (ids, table) = draw_tokens(&case, 30, k as u64);
+        let want = bits(&run_tokens::<f32>(&case, &ids, &table));
+        for threads in [1, 2, 3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let parallel = Case {
+                config: config.clone().with_parallelism(Parallelism::Rayon),
+                ..case.clone()
+            };
+            let got = pool.install(|| bits(&run_tokens::<f32>(&parallel, &ids, &table)));
+            assert!(
+                got == want,
+                "{cell:?} on {threads} threads differs from sequential"
+            );
+        }
+    }
+}
