@@ -15,14 +15,26 @@
 
 use fused_rnn_kernels::Float;
 
+/// Running sums of the norm: element `i` of a slice goes to sum `i % LANES`, a fixed order
+/// (the same result every run). One sum was a chain of dependent f64 additions: the
+/// char-rnn's 0.89 M gradients took about 1 ms.
+const LANES: usize = 8;
+
 /// The L2 norm of all elements of all slices (accumulated in f64).
 pub fn global_norm<T: Float>(tensors: &[&mut [T]]) -> T {
-    let sum: f64 = tensors
-        .iter()
-        .flat_map(|t| t.iter())
-        .map(|&g| g.to_f64() * g.to_f64())
-        .sum();
-    T::from_f64(sum.sqrt())
+    let mut sums = [0.0f64; LANES];
+    for t in tensors {
+        let mut chunks = t.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            for (s, &g) in sums.iter_mut().zip(chunk) {
+                *s += g.to_f64() * g.to_f64();
+            }
+        }
+        for (s, &g) in sums.iter_mut().zip(chunks.remainder()) {
+            *s += g.to_f64() * g.to_f64();
+        }
+    }
+    T::from_f64(sums.iter().sum::<f64>().sqrt())
 }
 
 /// Scales all slices by `max_norm / (norm + 1e-6)` when that is below 1, PyTorch's
@@ -35,8 +47,8 @@ pub fn clip_grad_norm<T: Float>(tensors: &mut [&mut [T]], max_norm: T) -> T {
     let coef = max_norm.to_f64() / (norm.to_f64() + 1e-6);
     if norm.is_finite() && coef < 1.0 {
         let coef = T::from_f64(coef);
-        for g in tensors.iter_mut().flat_map(|t| t.iter_mut()) {
-            *g *= coef;
+        for t in tensors.iter_mut() {
+            t.iter_mut().for_each(|g| *g *= coef);
         }
     }
     norm
