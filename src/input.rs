@@ -58,7 +58,9 @@ pub struct Input<'a, T> {
 /// Layer 0 then projects the table's `V` rows (`table W_ih^T`, once per call) and gathers a
 /// row per step and sequence, instead of projecting `T * B` gathered vectors; backward sums
 /// the gate gradients per id and takes `dW_ih` and dL/d(table) from those `V` rows. Worth it
-/// when `V` is well under `T * B` (a character model: `V` = 97 against 2048 rows a window).
+/// when `V` is well under `T * B` (a character model: `V` = 97 against 2048 rows a window);
+/// with `V >= T * B` (a word-level vocabulary) layer 0 looks the rows up and runs as on x,
+/// and dL/d(table) sums dL/dx by id: no gain, no loss, and no `V`-sized scratch.
 #[derive(Debug)]
 pub struct Tokens<'a, T> {
     /// `[T, B]` (or `[B, T]` batch-major), each below `V`.
@@ -81,9 +83,9 @@ impl<'a, T> Input<'a, T> {
     /// Token input: step `t` of sequence `b` is the row `ids[t * B + b]` of `table`
     /// (`[V, input_size]`), as an embedding lookup followed by the module would see it, with
     /// the lookup fused into layer 0 (see [`Tokens`]). Backward's `dx` is then dL/d(table),
-    /// `[V, input_size]`. A call takes `V * G * H` more workspace (and `V * H` more for a
-    /// reset-after GRU) than [`Recurrent::workspace_len`] says: the workspace grows to it on
-    /// the first such call.
+    /// `[V, input_size]`. A call takes more workspace than [`Recurrent::workspace_len`] says,
+    /// `V * G * H` (and `V * H` more for a reset-after GRU) or, with `V >= T * B`,
+    /// `T * B * input_size`: the workspace grows to it on the first such call.
     ///
     /// [`Recurrent::workspace_len`]: crate::Recurrent::workspace_len
     ///

@@ -6,6 +6,11 @@
 //! gate gradients of the rows whose id is `v` (rows in a fixed order: deterministic), then
 //! `dW_ih += dP^T table` and `dL/dtable = dP W_ih`, again over `V` rows. The same sums as
 //! with the looked-up rows (`dW_ih = sum_r dG_r^T x_r`, grouped by id), in another order.
+//!
+//! When the table has at least as many rows as the call (a word-level vocabulary, a short
+//! call), projecting it would cost more, and its `V x G*H` scratch could be hundreds of MB:
+//! layer 0 then looks the rows up into a `T*B x I` scratch and runs as on x, and dL/dtable
+//! sums dL/dx by id. Either way token input costs no more than looking the rows up first.
 
 use fused_rnn_kernels::{Arch, CellKind, Float};
 
@@ -18,15 +23,45 @@ use crate::error::{Error, add, mul};
 use crate::input::Tokens;
 use crate::layout::{Carver, Dims};
 
+/// Whether layer 0 projects the table (fewer rows than the call's `T*B`) rather than the
+/// looked-up rows.
+fn projects_table(d: &Dims, vocab: usize) -> bool {
+    vocab < d.steps * d.batch
+}
+
 /// Scratch a call with token input needs on top of the workspace: `P` (forward) or `dP`
-/// and a reset-after GRU's input-side `dP_n` (backward), `V` rows each.
+/// and a reset-after GRU's input-side `dP_n` (backward), `V` rows each; or the looked-up
+/// rows (then dL/dx), `T*B x I`.
 pub(crate) fn scratch_len(d: &Dims, vocab: usize) -> Result<usize, Error> {
+    if !projects_table(d, vocab) {
+        return d.per_row(d.input);
+    }
     let n = if d.cell == (CellKind::Gru { reset_after: true }) {
         d.hidden
     } else {
         0
     };
     mul(&[vocab, add(&[d.cell.gates() * d.hidden, n])?])
+}
+
+/// The looked-up rows `table[id]` of the call, chunk-major, in `scratch`.
+fn look_up<'a, T: Float>(d: &Dims, tokens: &Tokens<'_, T>, scratch: &'a mut [T]) -> &'a mut [T] {
+    let i = d.input;
+    let rows = &mut scratch[..d.steps * d.batch * i];
+    for_rows(d, |user, cm| {
+        let id = tokens.ids[user];
+        rows[cm * i..(cm + 1) * i].copy_from_slice(&tokens.table[id * i..(id + 1) * i]);
+    });
+    rows
+}
+
+/// The call's rows as layer 0's one input block.
+fn rows_block<'a, T>(rows: &'a [T], s: &DirSpec) -> [InputBlock<'a, T>; 1] {
+    [InputBlock {
+        data: rows,
+        col: 0,
+        width: s.input,
+    }]
 }
 
 /// The spec of layer 0's products over the table's rows.
@@ -57,6 +92,11 @@ pub(crate) fn project_tokens<T: Float>(
     gates: &mut [T],
 ) {
     let (gh, vocab) = (s.gh(), tokens.vocab(s.input));
+    if !projects_table(d, vocab) {
+        let rows = look_up(d, tokens, scratch);
+        project_inputs(threads, s, w, &rows_block(rows, s), gates);
+        return;
+    }
     let p = &mut scratch[..vocab * gh];
     project_inputs(
         threads,
@@ -90,6 +130,9 @@ pub(crate) fn token_gradients<T: Float>(
     scratch: &mut [T],
 ) {
     let (gh, h, vocab) = (s.gh(), s.hidden, tokens.vocab(s.input));
+    if !projects_table(d, vocab) {
+        return row_gradients(threads, (d, s), (w, tokens), g, out, scratch);
+    }
     let n_w = if s.cell == (CellKind::Gru { reset_after: true }) {
         h
     } else {
@@ -124,4 +167,34 @@ pub(crate) fn token_gradients<T: Float>(
     if let Some(d_table) = out.d_table {
         input_gradients(threads, &sv, w, &gv, &mut [d_table], out.add);
     }
+}
+
+/// [`token_gradients`] on the looked-up rows: `dW_ih += dG^T X`, then dL/dx into the same
+/// scratch (X is read by then) and its rows summed by id into `d_table`.
+fn row_gradients<T: Float>(
+    threads: (Arch, usize),
+    (d, s): (&Dims, &DirSpec),
+    (w, tokens): (&DirWeights<'_, T>, &Tokens<'_, T>),
+    g: &DirGrads<'_, T>,
+    out: TokenGradsOut<'_, T>,
+    scratch: &mut [T],
+) {
+    let i = d.input;
+    let rows = look_up(d, tokens, scratch);
+    input_weight_gradients(threads, s, &rows_block(rows, s), g, out.w_ih);
+    let Some(d_table) = out.d_table else {
+        return;
+    };
+    input_gradients(threads, s, w, g, &mut [&mut *rows], false);
+    if !out.add {
+        d_table.fill(T::ZERO);
+    }
+    for_rows(d, |user, cm| {
+        let id = tokens.ids[user];
+        let (from, to) = (
+            &rows[cm * i..(cm + 1) * i],
+            &mut d_table[id * i..(id + 1) * i],
+        );
+        to.iter_mut().zip(from).for_each(|(t, &f)| *t += f);
+    });
 }

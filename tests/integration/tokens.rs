@@ -92,7 +92,8 @@ proptest! {
     #![proptest_config(fused_rnn_kernels::testing::cases(96))]
 
     /// Every cell, 1-3 layers, either direction count and layout, projections, lengths and
-    /// resets; vocabularies smaller and larger than the number of rows.
+    /// resets; vocabularies smaller than the number of rows (the table projected) and not
+    /// (the rows looked up).
     #[test]
     fn token_input_matches_looked_up_rows(
         (config, shape) in config_and_shape(),
@@ -127,17 +128,22 @@ fn chunked_batches_match_looked_up_rows() {
     }
 }
 
-/// The finite-difference check (f64) on every parameter, the table, h0 and c0.
+/// The finite-difference check (f64) on every parameter, the table, h0 and c0, with the
+/// table projected (V = 5 < 6 rows) and looked up (V = 9).
 #[test]
 fn token_input_passes_the_gradient_check() {
-    for (k, cell) in CellKind::ALL.into_iter().enumerate() {
+    for (k, (cell, vocab)) in CellKind::ALL
+        .into_iter()
+        .flat_map(|c| [(c, 5), (c, 9)])
+        .enumerate()
+    {
         let config = Config::lstm(3, 4)
             .with_cell(cell)
             .with_layers(2)
             .with_bidirectional(k % 2 == 1);
         let shape = SeqShape::new(3, 2);
         let case = Case::random(config.clone(), shape, k as u64, false, false);
-        let (ids, table) = draw_tokens(&case, 5, k as u64);
+        let (ids, table) = draw_tokens(&case, vocab, k as u64);
         let module = Recurrent::new(config.clone(), case.params.clone()).expect("valid");
         let state = State {
             h: case.h0.clone(),
@@ -289,7 +295,12 @@ fn token_input_is_bitwise_identical_across_thread_counts() {
         }
         all
     };
-    for (k, cell) in CellKind::ALL.into_iter().enumerate() {
+    // 280 rows: a table of 30 is projected, one of 300 looked up.
+    for (k, (cell, vocab)) in CellKind::ALL
+        .into_iter()
+        .flat_map(|c| [(c, 30), (c, 300)])
+        .enumerate()
+    {
         let config = Config::lstm(24, 48)
             .with_cell(cell)
             .with_layers(2)
@@ -297,7 +308,7 @@ fn token_input_is_bitwise_identical_across_thread_counts() {
         let shape = SeqShape::new(7, 40);
         let sequential = config.clone().with_parallelism(Parallelism::Sequential);
         let case = Case::random(sequential, shape, k as u64, true, true);
-        let (ids, table) = draw_tokens(&case, 30, k as u64);
+        let (ids, table) = draw_tokens(&case, vocab, k as u64);
         let want = bits(&run_tokens::<f32>(&case, &ids, &table));
         for threads in [1, 2, 3, 4] {
             let pool = rayon::ThreadPoolBuilder::new()
