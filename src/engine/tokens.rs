@@ -142,19 +142,8 @@ pub(crate) fn token_gradients<T: Float>(
     let (dp, dp_n) = (c.take(vocab * gh), c.take(vocab * n_w));
     dp.fill(T::ZERO);
     dp_n.fill(T::ZERO);
-    for_rows(d, |user, cm| {
-        let id = tokens.ids[user];
-        let (from, to) = (
-            &g.dg[cm * gh..(cm + 1) * gh],
-            &mut dp[id * gh..(id + 1) * gh],
-        );
-        to.iter_mut().zip(from).for_each(|(t, &f)| *t += f);
-        if n_w > 0 {
-            let from = &g.d_an[cm * h..(cm + 1) * h];
-            let to = &mut dp_n[id * h..(id + 1) * h];
-            to.iter_mut().zip(from).for_each(|(t, &f)| *t += f);
-        }
-    });
+    sum_by_id(d, tokens.ids, (g.dg, gh), dp);
+    sum_by_id(d, tokens.ids, (g.d_an, n_w), dp_n);
     let sv = table_spec(s, vocab);
     let gv = DirGrads {
         dg: dp,
@@ -189,12 +178,18 @@ fn row_gradients<T: Float>(
     if !out.add {
         d_table.fill(T::ZERO);
     }
+    sum_by_id(d, tokens.ids, (rows, i), d_table);
+}
+
+/// `to[id] += from[row]` for every chunk-major row of `width` values (none for 0), rows in
+/// a fixed order (deterministic).
+fn sum_by_id<T: Float>(d: &Dims, ids: &[usize], (from, width): (&[T], usize), to: &mut [T]) {
+    if width == 0 {
+        return;
+    }
     for_rows(d, |user, cm| {
-        let id = tokens.ids[user];
-        let (from, to) = (
-            &rows[cm * i..(cm + 1) * i],
-            &mut d_table[id * i..(id + 1) * i],
-        );
-        to.iter_mut().zip(from).for_each(|(t, &f)| *t += f);
+        let (id, row) = (ids[user], &from[cm * width..(cm + 1) * width]);
+        let sums = &mut to[id * width..(id + 1) * width];
+        sums.iter_mut().zip(row).for_each(|(t, &f)| *t += f);
     });
 }
