@@ -55,10 +55,10 @@ fn look_up<'a, T: Float>(d: &Dims, tokens: &Tokens<'_, T>, scratch: &'a mut [T])
     rows
 }
 
-/// The call's rows as layer 0's one input block.
-fn rows_block<'a, T>(rows: &'a [T], s: &DirSpec) -> [InputBlock<'a, T>; 1] {
+/// `data` (the table, or the looked-up rows) as layer 0's one input block.
+fn block<'a, T>(data: &'a [T], s: &DirSpec) -> [InputBlock<'a, T>; 1] {
     [InputBlock {
-        data: rows,
+        data,
         col: 0,
         width: s.input,
     }]
@@ -73,15 +73,6 @@ fn table_spec(s: &DirSpec, vocab: usize) -> DirSpec {
     }
 }
 
-/// The table as layer 0's one input block.
-fn table_block<'a, T>(tokens: &Tokens<'a, T>, s: &DirSpec) -> [InputBlock<'a, T>; 1] {
-    [InputBlock {
-        data: tokens.table,
-        col: 0,
-        width: s.input,
-    }]
-}
-
 /// `gates[row] = (table W_ih^T)[id of row]` for every chunk-major row of the call.
 pub(crate) fn project_tokens<T: Float>(
     threads: (Arch, usize),
@@ -94,7 +85,7 @@ pub(crate) fn project_tokens<T: Float>(
     let (gh, vocab) = (s.gh(), tokens.vocab(s.input));
     if !projects_table(d, vocab) {
         let rows = look_up(d, tokens, scratch);
-        project_inputs(threads, s, w, &rows_block(rows, s), gates);
+        project_inputs(threads, s, w, &block(rows, s), gates);
         return;
     }
     let p = &mut scratch[..vocab * gh];
@@ -102,7 +93,7 @@ pub(crate) fn project_tokens<T: Float>(
         threads,
         &table_spec(s, vocab),
         w,
-        &table_block(tokens, s),
+        &block(tokens.table, s),
         p,
     );
     for_rows(d, |user, cm| {
@@ -152,7 +143,7 @@ pub(crate) fn token_gradients<T: Float>(
         h: &[],
         extra: &[],
     };
-    input_weight_gradients(threads, &sv, &table_block(tokens, s), &gv, out.w_ih);
+    input_weight_gradients(threads, &sv, &block(tokens.table, s), &gv, out.w_ih);
     if let Some(d_table) = out.d_table {
         input_gradients(threads, &sv, w, &gv, &mut [d_table], out.add);
     }
@@ -170,7 +161,7 @@ fn row_gradients<T: Float>(
 ) {
     let i = d.input;
     let rows = look_up(d, tokens, scratch);
-    input_weight_gradients(threads, s, &rows_block(rows, s), g, out.w_ih);
+    input_weight_gradients(threads, s, &block(rows, s), g, out.w_ih);
     let Some(d_table) = out.d_table else {
         return;
     };
