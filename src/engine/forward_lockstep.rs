@@ -6,19 +6,31 @@
 //! product over the chunks ([`gemm_packed_group`]): each slice of `W_hh` meets all their
 //! rows while it is in L1, so `W_hh` leaves L3 once per step for the whole group.
 //!
-//! A grouped product gives every chunk the bits of its own product, and each chunk's pass,
-//! resets and padding run as in its own loop, so the results are those of the chunks run
-//! one by one, whatever the grouping (and hence the thread count).
+//! Two neighbouring chunks of at most [`IN_PLACE_ROWS`] rows together (8 and 8) are one part
+//! of the grouped product: their h side by side in one column-major A, their C one stacked
+//! view. A 16-row part runs 6, 6 and 4-row tiles where two 8-row parts end each in a 2-row
+//! one; with K = H short that tail costs: measured on Zen 4 (AVX2, step products in blocks of
+//! 128 units, best of 2000), 4 x 8 rows at H = 256 226 -> 214 us, H = 512 859 -> 813 us,
+//! H = 128 59.4 -> 55.6 us, 2 x 8 at H = 1024 1689 -> 1636 us. End to end (`profile_case`,
+//! 1 thread, alternating): lstm H = 128, B = 32, T = 100 training 39.1-39.5 -> 38.0-38.4 ms,
+//! inference 13.8-13.9 -> 13.3-13.5; H = 256, B = 32, T = 64 inference 30.9-31.6 ->
+//! 30.5-31.0; H = 512, B = 16 and the char-rnn within noise.
+//!
+//! A grouped product gives every chunk the bits of its own product (a row's sums do not
+//! depend on which rows share its tile), and each chunk's pass, resets and padding run as in
+//! its own loop, so the results are those of the chunks run one by one, whatever the grouping
+//! or pairing (and hence the thread count).
 
 use arrayvec::ArrayVec;
 use fused_rnn_kernels::gemm::packed::group::{GroupPart, gemm_packed_group};
-use fused_rnn_kernels::gemm::packed::panel_width;
+use fused_rnn_kernels::gemm::packed::{IN_PLACE_ROWS, panel_width};
 use fused_rnn_kernels::{Float, MatMut, MatRef};
 use std::ops::Range;
 
+use super::DirSpec;
 use super::forward::{DirForward, product_target};
 use super::forward_fused::BLOCK_PANELS;
-use super::plan::{LOCKSTEP_CHUNK_ROWS, columns_view};
+use super::plan::{LOCKSTEP_CHUNK_ROWS, transpose_into};
 use crate::layout::{MAX_CHUNKS, block};
 
 /// Whether `runs` (chunks of one direction) step in lockstep: more than one, each of at most
@@ -44,14 +56,15 @@ pub(crate) fn run_lockstep<T: Float>(runs: &mut [DirForward<'_, T>]) {
             runs.iter().map(|r| !r.masks.all_inactive(t)).collect();
         for (r, _) in runs.iter_mut().zip(&active).filter(|(_, a)| **a) {
             r.apply_resets(t, entry);
-            let (b, hout) = (r.spec.batch, s.hout);
-            let h_prev = &r.tape.h[block(entry, b, hout)];
-            columns_view(MatRef::row_major(h_prev, b, hout, hout), r.scratch.a);
+        }
+        let parts = product_parts(runs, &active);
+        for part in &parts {
+            gather_columns(&mut runs[part.clone()], entry);
         }
         let units = BLOCK_PANELS * panel_width::<T>();
         for u0 in (0..s.hidden).step_by(units) {
             let block_units = u0..(u0 + units).min(s.hidden);
-            block_products(runs, &active, t, block_units.clone());
+            block_products(runs, &parts, t, block_units.clone());
             for (r, _) in runs.iter_mut().zip(&active).filter(|(_, a)| **a) {
                 r.pointwise_units(t, entry, exit, block_units.clone());
             }
@@ -66,32 +79,98 @@ pub(crate) fn run_lockstep<T: Float>(runs: &mut [DirForward<'_, T>]) {
     }
 }
 
-/// The step products' columns of hidden units `units` in every gate block, for every
-/// active chunk: one grouped product per gate.
+/// The active chunks as the parts of a step's grouped products: one chunk, or two neighbours
+/// of at most [`IN_PLACE_ROWS`] rows together when the first's scratch holds both's h.
+fn product_parts<T: Float>(
+    runs: &[DirForward<'_, T>],
+    active: &[bool],
+) -> ArrayVec<Range<usize>, MAX_CHUNKS> {
+    let hout = runs[0].spec.hout;
+    let mut parts = ArrayVec::new();
+    let mut i = 0;
+    while i < runs.len() {
+        if !active[i] {
+            i += 1;
+            continue;
+        }
+        let rows = |r: &DirForward<'_, T>| r.spec.batch;
+        let pairs = i + 1 < runs.len()
+            && active[i + 1]
+            && rows(&runs[i]) + rows(&runs[i + 1]) <= IN_PLACE_ROWS
+            && runs[i].scratch.a.len() >= (rows(&runs[i]) + rows(&runs[i + 1])) * hout;
+        let end = if pairs { i + 2 } else { i + 1 };
+        parts.push(i..end);
+        i = end;
+    }
+    parts
+}
+
+/// The h entering the step of every chunk of a part, side by side and column-major, in the
+/// first chunk's scratch (as [`block_products`] reads it).
+fn gather_columns<T: Float>(part: &mut [DirForward<'_, T>], entry: usize) {
+    let hout = part[0].spec.hout;
+    let ld: usize = part.iter().map(|r| r.spec.batch).sum();
+    let (first, rest) = part.split_first_mut().expect("a part has a chunk");
+    let buf = &mut first.scratch.a[..ld * hout];
+    let mut r0 = 0;
+    for (b, h) in std::iter::once((first.spec.batch, &*first.tape.h))
+        .chain(rest.iter().map(|r| (r.spec.batch, &*r.tape.h)))
+    {
+        let h_prev = MatRef::row_major(&h[block(entry, b, hout)], b, hout, hout);
+        transpose_into(h_prev, buf, (ld, r0));
+        r0 += b;
+    }
+}
+
+/// The step products' columns of hidden units `units` in every gate block, for every part:
+/// one grouped product per gate.
 fn block_products<T: Float>(
     runs: &mut [DirForward<'_, T>],
-    active: &[bool],
+    parts: &[Range<usize>],
     t: usize,
     units: Range<usize>,
 ) {
     let s = runs[0].spec;
-    let (h, gh, nr) = (s.hidden, s.gh(), panel_width::<T>());
+    let (h, hout, nr) = (s.hidden, s.hout, panel_width::<T>());
     let (arch, w) = (runs[0].arch, runs[0].step.first);
     for gate in 0..s.cell.gates() {
         let col0 = gate * h + units.start;
         let panels = col0 / nr..(col0 + units.len()).div_ceil(nr);
         let mut beta = T::ZERO;
-        let mut parts: ArrayVec<GroupPart<'_, T>, MAX_CHUNKS> = ArrayVec::new();
-        for (r, _) in runs.iter_mut().zip(active).filter(|(_, a)| **a) {
-            let (b, hout) = (r.spec.batch, s.hout);
-            let (target, part_beta) = product_target(&r.spec, t, r.tape.gates, r.products);
+        let mut group: ArrayVec<GroupPart<'_, T>, MAX_CHUNKS> = ArrayVec::new();
+        let (mut rest, mut taken) = (&mut runs[..], 0);
+        for part in parts {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(part.start - taken);
+            let (these, tail) = tail.split_at_mut(part.len());
+            (rest, taken) = (tail, part.end);
+            let rows: usize = these.iter().map(|r| r.spec.batch).sum();
+            let (first, second) = these.split_first_mut().expect("a part has a chunk");
+            let cols = (col0, units.len());
+            let (mut c, part_beta) =
+                target_block(&first.spec, (first.tape.gates, first.products), t, cols);
+            if let Some(r) = second.first_mut() {
+                let (lower, _) = target_block(&r.spec, (r.tape.gates, r.products), t, cols);
+                c = MatMut::stacked(c, lower);
+            }
             beta = part_beta;
-            parts.push(GroupPart {
-                a: MatRef::new(&r.scratch.a[..b * hout], b, hout, 1, b),
-                c: MatMut::new(&mut target[col0..], b, units.len(), gh, 1),
+            group.push(GroupPart {
+                a: MatRef::new(&first.scratch.a[..rows * hout], rows, hout, 1, rows),
+                c,
                 scratch: &mut [],
             });
         }
-        gemm_packed_group(arch, &mut parts, w.panels(panels.clone()), beta);
+        gemm_packed_group(arch, &mut group, w.panels(panels.clone()), beta);
     }
+}
+
+/// Columns `col0..col0 + width` of a chunk's step product target, and its beta.
+fn target_block<'x, T: Float>(
+    s: &DirSpec,
+    (gates, products): (&'x mut [T], &'x mut [T]),
+    t: usize,
+    (col0, width): (usize, usize),
+) -> (MatMut<'x, T>, T) {
+    let (b, gh) = (s.batch, s.gh());
+    let (target, beta) = product_target(s, t, gates, products);
+    (MatMut::new(&mut target[col0..], b, width, gh, 1), beta)
 }

@@ -166,12 +166,17 @@ pub(crate) fn columns_view<'a, T: Float>(a: MatRef<'a, T>, buf: &'a mut [T]) -> 
         return a;
     }
     let t = &mut buf[..rows * k];
-    for r in 0..rows {
+    transpose_into(a, t, (rows, 0));
+    MatRef::new(&*t, rows, k, 1, rows)
+}
+
+/// `a` (row-major) into rows `r0..` of the column-major `buf` whose columns are `ld` apart.
+pub(crate) fn transpose_into<T: Float>(a: MatRef<'_, T>, buf: &mut [T], (ld, r0): (usize, usize)) {
+    for r in 0..a.rows() {
         for (kk, &v) in a.row(r).iter().enumerate() {
-            t[kk * rows + r] = v;
+            buf[kk * ld + r0 + r] = v;
         }
     }
-    MatRef::new(&*t, rows, k, 1, rows)
 }
 
 /// Part `i` of a split product (panels `i * per..` of W) into `out`, `[rows][cols]`:

@@ -70,8 +70,9 @@ fn bitwise_identical_across_thread_counts() {
 /// Batches of several chunks whose steps fuse (H a multiple of the 32-wide panel): a
 /// thread's chunks step in lockstep, their step products grouped (`engine::forward_lockstep`,
 /// `engine::backward_lockstep`), so the groups differ with the pool (one of all 5 chunks
-/// sequentially; 1 to 5 chunks per group on 1-4 threads, one or two directions), with
-/// lengths and resets that leave some chunks all padding at some steps.
+/// sequentially; 1 to 5 chunks per group on 1-4 threads, one or two directions), and so do
+/// the pairs of 8-row chunks whose forward products run as one 16-row part, with lengths and
+/// resets that leave some chunks all padding at some steps (and so unpaired).
 #[test]
 fn bitwise_identical_when_chunks_step_in_lockstep() {
     for (i, cell) in CellKind::ALL.into_iter().enumerate() {

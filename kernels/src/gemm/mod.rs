@@ -192,7 +192,8 @@ impl<'a, T> MatRef<'a, T> {
     }
 }
 
-/// A mutable strided matrix view whose elements never alias.
+/// A mutable strided matrix view whose elements never alias: one block of memory, or two
+/// row-major blocks stacked ([`MatMut::stacked`]).
 #[derive(Debug)]
 pub struct MatMut<'a, T> {
     data: &'a mut [T],
@@ -200,6 +201,8 @@ pub struct MatMut<'a, T> {
     cols: usize,
     rs: usize,
     cs: usize,
+    /// Rows `at..` of a stacked view, in their own memory (`(data, at)`), at stride `rs`.
+    lower: Option<(&'a mut [T], usize)>,
 }
 
 impl<'a, T> MatMut<'a, T> {
@@ -229,6 +232,37 @@ impl<'a, T> MatMut<'a, T> {
             cols,
             rs,
             cs,
+            lower: None,
+        }
+    }
+    /// `top` above `bottom` as one view (rows of `bottom` numbered from `top.rows()`): two
+    /// batch chunks' rows, whose memory lies apart, as one product's C. Only [`row_mut`],
+    /// [`at_mut`] and [`reborrow`] reach the lower block: a stacked view cannot be transposed
+    /// or split.
+    ///
+    /// [`row_mut`]: MatMut::row_mut
+    /// [`at_mut`]: MatMut::at_mut
+    /// [`reborrow`]: MatMut::reborrow
+    ///
+    /// # Panics
+    /// If the blocks' widths or row strides differ, either is stacked already, or their rows
+    /// are not contiguous.
+    #[track_caller]
+    pub fn stacked(top: MatMut<'a, T>, bottom: MatMut<'a, T>) -> Self {
+        assert!(
+            (top.cols, top.rs, top.cs) == (bottom.cols, bottom.rs, 1)
+                && top.cs == 1
+                && top.lower.is_none()
+                && bottom.lower.is_none(),
+            "MatMut::stacked: blocks of different shapes"
+        );
+        MatMut {
+            data: top.data,
+            rows: top.rows + bottom.rows,
+            cols: top.cols,
+            rs: top.rs,
+            cs: 1,
+            lower: Some((bottom.data, top.rows)),
         }
     }
     /// A row-major `rows x cols` view with rows `ld` apart.
@@ -240,13 +274,19 @@ impl<'a, T> MatMut<'a, T> {
         Self::new(data, rows, cols, ld, 1)
     }
     /// The transpose (no copy).
+    ///
+    /// # Panics
+    /// If the view is [stacked](MatMut::stacked).
+    #[track_caller]
     pub fn t(self) -> Self {
+        assert!(self.lower.is_none(), "MatMut::t: a stacked view");
         Self {
             data: self.data,
             rows: self.cols,
             cols: self.rows,
             rs: self.cs,
             cs: self.rs,
+            lower: None,
         }
     }
     /// The number of rows.
@@ -273,7 +313,17 @@ impl<'a, T> MatMut<'a, T> {
             "MatMut::row_mut: row {i} of {}",
             self.rows
         );
-        &mut self.data[i * self.rs..i * self.rs + self.cols]
+        let (rs, cols) = (self.rs, self.cols);
+        let (data, i) = self.block_of(i);
+        &mut data[i * rs..i * rs + cols]
+    }
+    /// The memory holding row `i`, and the row's index within it.
+    #[inline]
+    fn block_of(&mut self, i: usize) -> (&mut [T], usize) {
+        match &mut self.lower {
+            Some((lower, at)) if i >= *at => (&mut **lower, i - *at),
+            _ => (&mut *self.data, i),
+        }
     }
     /// Element (i, j).
     ///
@@ -285,15 +335,19 @@ impl<'a, T> MatMut<'a, T> {
             i < self.rows && j < self.cols,
             "MatMut::at_mut: out of bounds"
         );
-        &mut self.data[i * self.rs + j * self.cs]
+        let (rs, cs) = (self.rs, self.cs);
+        let (data, i) = self.block_of(i);
+        &mut data[i * rs + j * cs]
     }
     /// Splits into rows `..at` and rows `at..` (rows are contiguous ranges of memory, so the
     /// halves are disjoint slices).
     ///
     /// # Panics
-    /// If `at > rows`, or rows are not separate ranges of memory (`rs` below a row's span).
+    /// If `at > rows`, rows are not separate ranges of memory (`rs` below a row's span), or
+    /// the view is [stacked](MatMut::stacked).
     pub fn split_rows(self, at: usize) -> (MatMut<'a, T>, MatMut<'a, T>) {
         assert!(at <= self.rows, "MatMut::split_rows: out of bounds");
+        assert!(self.lower.is_none(), "MatMut::split_rows: a stacked view");
         let span = self.cols.saturating_sub(1) * self.cs + 1;
         assert!(
             self.rows <= 1 || self.rs >= span,
@@ -305,6 +359,7 @@ impl<'a, T> MatMut<'a, T> {
             cols,
             rs,
             cs,
+            lower: _,
         } = self;
         let (top, bottom) = data.split_at_mut((at * rs).min(data.len()));
         (
@@ -314,6 +369,7 @@ impl<'a, T> MatMut<'a, T> {
                 cols,
                 rs,
                 cs,
+                lower: None,
             },
             MatMut {
                 data: bottom,
@@ -321,6 +377,7 @@ impl<'a, T> MatMut<'a, T> {
                 cols,
                 rs,
                 cs,
+                lower: None,
             },
         )
     }
@@ -332,6 +389,7 @@ impl<'a, T> MatMut<'a, T> {
             cols: self.cols,
             rs: self.rs,
             cs: self.cs,
+            lower: self.lower.as_mut().map(|(d, at)| (&mut **d, *at)),
         }
     }
 }
@@ -727,5 +785,49 @@ mod tests {
     fn short_buffer_is_refused() {
         let a = vec![0.0f32; 5];
         let _ = MatRef::row_major(&a, 2, 3, 3);
+    }
+
+    #[test]
+    fn a_stacked_view_reaches_both_blocks() {
+        let (mut top, mut bottom) = (vec![0.0f32; 2 * 4], vec![0.0f32; 3 * 4]);
+        {
+            let mut c = MatMut::stacked(
+                MatMut::row_major(&mut top, 2, 3, 4),
+                MatMut::row_major(&mut bottom, 3, 3, 4),
+            );
+            assert_eq!((c.rows(), c.cols()), (5, 3));
+            for i in 0..5 {
+                c.row_mut(i).fill(i as f32 + 1.0);
+            }
+            *c.reborrow().at_mut(4, 2) = 9.0;
+        }
+        // Row i of the stack is row i of `top`, then row i - 2 of `bottom`; the padding
+        // column of each row stays untouched.
+        assert_eq!(top, [1.0, 1.0, 1.0, 0.0, 2.0, 2.0, 2.0, 0.0]);
+        assert_eq!(
+            bottom,
+            [3.0, 3.0, 3.0, 0.0, 4.0, 4.0, 4.0, 0.0, 5.0, 5.0, 9.0, 0.0]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "blocks of different shapes")]
+    fn stacking_blocks_of_different_strides_is_refused() {
+        let (mut top, mut bottom) = (vec![0.0f32; 8], vec![0.0f32; 6]);
+        let _ = MatMut::stacked(
+            MatMut::row_major(&mut top, 2, 3, 4),
+            MatMut::row_major(&mut bottom, 2, 3, 3),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a stacked view")]
+    fn a_stacked_view_is_not_transposed() {
+        let (mut top, mut bottom) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+        let c = MatMut::stacked(
+            MatMut::row_major(&mut top, 2, 2, 2),
+            MatMut::row_major(&mut bottom, 2, 2, 2),
+        );
+        let _ = c.t();
     }
 }

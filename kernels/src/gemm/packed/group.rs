@@ -255,6 +255,76 @@ mod tests {
         }
     }
 
+    /// A part whose C is two blocks of memory stacked (two batch chunks' rows as one part)
+    /// gets the bits of the same part with C in one block.
+    fn stacked_c_keeps_the_bits<T: Float>(
+        arch: Arch,
+        (top, bottom, col_major): (usize, usize, bool),
+        (k, n): (usize, usize),
+        beta: f64,
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        let mut rng = SplitMix::new(seed);
+        let rows = top + bottom;
+        let w_rows = cast::<T>(&rng.vec(k * n, 1.0));
+        let mut buf = vec![T::NAN; packed_len::<T>(k, n)];
+        let w = pack(MatRef::row_major(&w_rows, k, n, n), &mut buf);
+        let part = PartData {
+            a: cast(&rng.vec(rows.max(1) * k.max(1), 1.0)),
+            rows,
+            ld: if col_major { rows } else { k },
+            col_major,
+        };
+        let ld = n + 3;
+        let c0 = cast::<T>(&rng.vec(rows * ld, 1.0));
+        let mut scratch = vec![T::NAN; a_scratch_len(rows, k)];
+        let mut whole = c0.clone();
+        let mut parts = [GroupPart {
+            a: part.a(k),
+            c: MatMut::row_major(&mut whole, rows, n, ld),
+            scratch: &mut scratch,
+        }];
+        gemm_packed_group(arch, &mut parts, w, T::from_f64(beta));
+        let (mut upper, mut lower) = (c0[..top * ld].to_vec(), c0[top * ld..].to_vec());
+        let mut parts = [GroupPart {
+            a: part.a(k),
+            c: MatMut::stacked(
+                MatMut::row_major(&mut upper, top, n, ld),
+                MatMut::row_major(&mut lower, bottom, n, ld),
+            ),
+            scratch: &mut scratch,
+        }];
+        gemm_packed_group(arch, &mut parts, w, T::from_f64(beta));
+        let stacked: Vec<T> = upper.into_iter().chain(lower).collect();
+        let same = widen(&whole)
+            .iter()
+            .zip(&widen(&stacked))
+            .all(|(x, y)| x.to_bits() == y.to_bits());
+        prop_assert!(same, "{top} + {bottom} rows, k {k}, n {n}: bits differ");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(cases(64))]
+
+        #[test]
+        fn a_stacked_c_has_the_bits_of_one_block(
+            top in 0usize..17,
+            bottom in 0usize..17,
+            col_major in any::<bool>(),
+            k in size(),
+            n in size(),
+            beta in prop::sample::select(vec![0.0, 1.0, 0.5]),
+            seed in any::<u64>(),
+        ) {
+            for arch in available_archs() {
+                let shape = (top, bottom, col_major);
+                stacked_c_keeps_the_bits::<f32>(arch, shape, (k, n), beta, seed)?;
+                stacked_c_keeps_the_bits::<f64>(arch, shape, (k, n), beta, seed)?;
+            }
+        }
+    }
+
     /// K longer than one block and rows of a whole microkernel tile plus a remainder: the
     /// blocked path, which random sizes reach rarely. A group walks W K block by K block,
     /// while a product alone whose A's whole K is at hand (in place, or a few rows) takes
