@@ -15,7 +15,7 @@ use super::backward::{BwdScratch, DirBackward, TapeRef};
 use super::backward_lockstep::{back_in_lockstep, run_back_lockstep};
 use super::forward::{DirForward, Tape};
 use super::forward_lockstep::{run_lockstep, steps_in_lockstep};
-use super::plan::{StepScratch, gemm_threads, lockstep_groups, run_tasks};
+use super::plan::{StepScratch, gemm_threads, lockstep_groups, pass_threads, run_tasks};
 use super::products::{DirGrads, InputBlock, input_gradients, project_inputs, weight_gradients};
 use super::tokens::{TokenGradsOut, project_tokens, token_gradients};
 use super::{DirSpec, Masks, StepRows};
@@ -157,18 +157,52 @@ pub(crate) fn token_scratch<T>(d: &Dims, tokens: Option<&Tokens<'_, T>>) -> usiz
 /// the caller's layout.
 pub(super) fn for_rows(d: &Dims, mut f: impl FnMut(usize, usize)) {
     for k in 0..d.chunks {
-        let r = d.chunk(k);
-        for t in 0..d.steps {
-            for (j, b) in r.clone().enumerate() {
-                let user = if d.batch_major {
-                    b * d.steps + t
-                } else {
-                    t * d.batch + b
-                };
-                f(user, d.steps * r.start + t * r.len() + j);
-            }
+        let start = d.steps * d.chunk(k).start;
+        chunk_rows(d, k, |user, i| f(user, start + i));
+    }
+}
+
+/// Calls `f(user_row, i)` for the rows of chunk `k`, `i` counting them in chunk-major order.
+fn chunk_rows(d: &Dims, k: usize, mut f: impl FnMut(usize, usize)) {
+    let r = d.chunk(k);
+    for t in 0..d.steps {
+        for (j, b) in r.clone().enumerate() {
+            let user = if d.batch_major {
+                b * d.steps + t
+            } else {
+                t * d.batch + b
+            };
+            f(user, t * r.len() + j);
         }
     }
+}
+
+/// Fills every chunk-major row of `out` (`width` values each) as `f(user_row, row)`, chunk
+/// by chunk, on the pool's threads (`threads` 0) when `out` is large ([`pass_threads`]).
+pub(super) fn fill_rows<T: Float>(
+    d: &Dims,
+    threads: usize,
+    (out, width): (&mut [T], usize),
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let par = if pass_threads(threads, out.len()) > 1 {
+        Parallelism::Rayon
+    } else {
+        Parallelism::Sequential
+    };
+    let mut tasks: ArrayVec<Option<(usize, &mut [T])>, MAX_CHUNKS> = ArrayVec::new();
+    let mut rest = out;
+    for k in 0..d.chunks {
+        let len = d.steps * d.chunk(k).len() * width;
+        let (rows, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        tasks.push(Some((k, rows)));
+        rest = tail;
+    }
+    run_tasks(par, &mut tasks, |(k, rows)| {
+        chunk_rows(d, k, |user, i| {
+            f(user, &mut rows[i * width..(i + 1) * width])
+        });
+    });
 }
 
 /// Writes per-direction chunk-major blocks (`[T*B][Hout]` each) into the caller's

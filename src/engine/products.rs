@@ -10,8 +10,12 @@
 
 use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, gemm, gemm_prepacked};
 
+use arrayvec::ArrayVec;
+
+use super::plan::{pass_threads, run_tasks};
 use super::{DirSpec, DirWeights, mat};
-use crate::layout::Dims;
+use crate::config::Parallelism;
+use crate::layout::{Dims, MAX_TASKS};
 use crate::params::LayerParamsMut;
 
 /// One column block of a layer's input: `[T*B][width]` rows, starting at input column `col`.
@@ -132,9 +136,9 @@ pub(crate) fn weight_gradients<T: Float>(
         // The input side's gates are the first `split` columns of dg: one pass adds them to
         // both biases.
         let (db_ih, db_ih_n) = db_ih.split_at_mut(split);
-        column_sums(dg, db_ih, db_hh);
+        column_sums(threads, dg, db_ih, db_hh);
         if let Some(dan) = x_side_n {
-            column_sums(dan, db_ih_n, &mut []);
+            column_sums(threads, dan, db_ih_n, &mut []);
         }
     }
 }
@@ -215,10 +219,35 @@ pub(crate) fn input_gradients<T: Float>(
 
 /// `all += sum over rows of m` and `first += ` the same for its first `first.len()` columns
 /// (either may be the shorter, or empty), each column in row order (a fixed order:
-/// deterministic). One pass for both: the sums are memory-bound. (Splitting the columns
-/// over 2 threads measured slower on Zen 4 at H = 128: the pool's wake-up costs more than
-/// the half of the pass it saves.)
-fn column_sums<T: Float>(m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
+/// deterministic), on the pool's threads by column ranges when the pass is large (see
+/// [`pass_threads`]; a column's sum is the same whoever computes it).
+fn column_sums<T: Float>(threads: usize, m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
+    let parts = pass_threads(threads, m.rows() * m.cols()).min(MAX_TASKS);
+    if parts <= 1 {
+        return column_sums_of(m, first, all);
+    }
+    let width = m.cols().div_ceil(parts).next_multiple_of(16);
+    let mut firsts = first.chunks_mut(width);
+    let mut alls = all.chunks_mut(width);
+    let mut tasks: ArrayVec<Option<SumsTask<'_, T>>, MAX_TASKS> = ArrayVec::new();
+    for i in 0..m.cols().div_ceil(width) {
+        let (f, a) = (
+            firsts.next().unwrap_or(&mut []),
+            alls.next().unwrap_or(&mut []),
+        );
+        tasks.push(Some((i * width, f, a)));
+    }
+    run_tasks(Parallelism::Rayon, &mut tasks, |(col0, f, a)| {
+        let cols = f.len().max(a.len());
+        column_sums_of(m.cols_range(col0, cols), f, a);
+    });
+}
+
+/// A column range of [`column_sums`]: its first column and its parts of `first` and `all`.
+type SumsTask<'a, T> = (usize, &'a mut [T], &'a mut [T]);
+
+/// [`column_sums`] on this thread. One pass for both outputs: the sums are memory-bound.
+fn column_sums_of<T: Float>(m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
     let both = first.len().min(all.len());
     for i in 0..m.rows() {
         let row = m.row(i);

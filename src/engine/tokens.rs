@@ -14,7 +14,7 @@
 
 use fused_rnn_kernels::{Arch, CellKind, Float};
 
-use super::driver::for_rows;
+use super::driver::{fill_rows, for_rows};
 use super::products::{
     DirGrads, InputBlock, input_gradients, input_weight_gradients, project_inputs,
 };
@@ -45,12 +45,17 @@ pub(crate) fn scratch_len(d: &Dims, vocab: usize) -> Result<usize, Error> {
 }
 
 /// The looked-up rows `table[id]` of the call, chunk-major, in `scratch`.
-fn look_up<'a, T: Float>(d: &Dims, tokens: &Tokens<'_, T>, scratch: &'a mut [T]) -> &'a mut [T] {
+fn look_up<'a, T: Float>(
+    d: &Dims,
+    threads: usize,
+    tokens: &Tokens<'_, T>,
+    scratch: &'a mut [T],
+) -> &'a mut [T] {
     let i = d.input;
     let rows = &mut scratch[..d.steps * d.batch * i];
-    for_rows(d, |user, cm| {
+    fill_rows(d, threads, (&mut *rows, i), |user, row| {
         let id = tokens.ids[user];
-        rows[cm * i..(cm + 1) * i].copy_from_slice(&tokens.table[id * i..(id + 1) * i]);
+        row.copy_from_slice(&tokens.table[id * i..(id + 1) * i]);
     });
     rows
 }
@@ -84,7 +89,7 @@ pub(crate) fn project_tokens<T: Float>(
 ) {
     let (gh, vocab) = (s.gh(), tokens.vocab(s.input));
     if !projects_table(d, vocab) {
-        let rows = look_up(d, tokens, scratch);
+        let rows = look_up(d, threads.1, tokens, scratch);
         project_inputs(threads, s, w, &block(rows, s), gates);
         return;
     }
@@ -96,9 +101,9 @@ pub(crate) fn project_tokens<T: Float>(
         &block(tokens.table, s),
         p,
     );
-    for_rows(d, |user, cm| {
+    fill_rows(d, threads.1, (gates, gh), |user, row| {
         let id = tokens.ids[user];
-        gates[cm * gh..(cm + 1) * gh].copy_from_slice(&p[id * gh..(id + 1) * gh]);
+        row.copy_from_slice(&p[id * gh..(id + 1) * gh]);
     });
 }
 
@@ -160,7 +165,7 @@ fn row_gradients<T: Float>(
     scratch: &mut [T],
 ) {
     let i = d.input;
-    let rows = look_up(d, tokens, scratch);
+    let rows = look_up(d, threads.1, tokens, scratch);
     input_weight_gradients(threads, s, &block(rows, s), g, out.w_ih);
     let Some(d_table) = out.d_table else {
         return;

@@ -1,5 +1,7 @@
 //! Softmax cross-entropy, fused with its gradient: `dL/dlogits = (softmax - onehot) / rows`.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, check_len};
 use fused_rnn_kernels::Float;
 use fused_rnn_kernels::math::{VectorFn, map_slice};
@@ -13,7 +15,8 @@ const EXP_PIECE: usize = 64;
 /// The mean cross-entropy (in nats) of `logits` (`[rows, classes]`) against `targets`
 /// (`[rows]`), PyTorch's `CrossEntropyLoss` with mean reduction; writes its gradient with
 /// respect to the logits into `d_logits`. Computed in f64 from the row's maximum, so large
-/// logits do not overflow.
+/// logits do not overflow; on the current rayon pool in pieces of rows cut by the rows
+/// alone, so the result is the same for any thread count.
 ///
 /// # Errors
 /// A length that is not `rows * classes`, or a target not below `classes`; nothing is
@@ -37,6 +40,37 @@ pub fn softmax_cross_entropy<T: Float>(
         ));
     }
     let scale = 1.0 / rows.max(1) as f64;
+    // Pieces of rows on the current rayon pool; their losses summed in piece order, and the
+    // pieces cut by the rows alone, so the result is the same for any thread count.
+    let piece = rows.div_ceil(MAX_PIECES).max(PIECE_ROWS);
+    let pieces = rows.div_ceil(piece);
+    if pieces <= 1 {
+        return Ok(rows_loss(logits, classes, targets, d_logits, scale) * scale);
+    }
+    let mut partial = [0.0f64; MAX_PIECES];
+    partial[..pieces]
+        .par_iter_mut()
+        .zip(logits.par_chunks(piece * classes))
+        .zip(d_logits.par_chunks_mut(piece * classes))
+        .zip(targets.par_chunks(piece))
+        .for_each(|(((out, l), d), t)| *out = rows_loss(l, classes, t, d, scale));
+    Ok(partial[..pieces].iter().sum::<f64>() * scale)
+}
+
+/// The most pieces [`softmax_cross_entropy`] cuts its rows into.
+const MAX_PIECES: usize = 32;
+
+/// The fewest rows of a piece (a char-rnn step's 2048 rows take 0.5 ms on one thread).
+const PIECE_ROWS: usize = 128;
+
+/// The summed cross-entropy of some rows, their gradients (times `scale`) into `d_logits`.
+fn rows_loss<T: Float>(
+    logits: &[T],
+    classes: usize,
+    targets: &[usize],
+    d_logits: &mut [T],
+    scale: f64,
+) -> f64 {
     let arch = fused_rnn_kernels::arch();
     // `v - max` and its exp, a piece of a row at a time (on the stack: nothing allocated).
     let (mut shifted, mut e) = ([0.0f64; EXP_PIECE], [0.0f64; EXP_PIECE]);
@@ -79,7 +113,7 @@ pub fn softmax_cross_entropy<T: Float>(
         // p is near 1.
         d_row[target] = T::from_f64((e_target / sum - 1.0) * scale);
     }
-    Ok(total * scale)
+    total
 }
 
 /// `probs = softmax(logits / temperature)` for one row (for sampling).
@@ -157,6 +191,49 @@ mod tests {
         assert!((loss - want_loss).abs() <= 1e-12 * want_loss);
         // The confident row's target: p = 0.9984, its gradient about -2.7e-4.
         assert!(d[5 * classes] < -2e-4 && d[5 * classes] > -3e-4);
+    }
+
+    /// 1000 rows, cut into pieces run on the pool: the textbook's loss and gradients, and
+    /// the same bits on pools of 1, 2 and 3 threads.
+    #[test]
+    fn rows_in_pieces_match_the_textbook_on_any_pool() {
+        let (rows, classes) = (1000, 7);
+        let logits: Vec<f32> = (0..rows * classes)
+            .map(|k| 4.0 * (0.37 * k as f32).sin())
+            .collect();
+        let targets: Vec<usize> = (0..rows).map(|r| (r * 5 + r / 3) % classes).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut d = vec![0.0f32; rows * classes];
+            let loss =
+                pool.install(|| softmax_cross_entropy(&logits, classes, &targets, &mut d).unwrap());
+            (loss, d)
+        };
+        let (loss, d) = run(1);
+        let mut want_loss = 0.0;
+        for (r, &t) in targets.iter().enumerate() {
+            let row: Vec<f64> = logits[r * classes..(r + 1) * classes]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let sum: f64 = row.iter().map(|v| v.exp()).sum();
+            want_loss += (sum.ln() - row[t]) / rows as f64;
+            let want = (row[t].exp() / sum - 1.0) / rows as f64;
+            let got = f64::from(d[r * classes + t]);
+            assert!(
+                (got - want).abs() <= 3e-7 * want.abs(),
+                "row {r}: {got} {want}"
+            );
+        }
+        assert!((loss - want_loss).abs() <= 1e-12 * want_loss);
+        for threads in [2, 3] {
+            let (l, g) = run(threads);
+            assert_eq!(l.to_bits(), loss.to_bits(), "{threads} threads");
+            assert!(g.iter().zip(&d).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
     }
 
     #[test]

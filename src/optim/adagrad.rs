@@ -1,6 +1,7 @@
 //! [`Adagrad`].
 
-use super::{Optimizer, check_shapes, size_state};
+use super::{Optimizer, check_shapes, size_state, update_in_pieces};
+use crate::config::Parallelism;
 use crate::error::Error;
 use fused_rnn_kernels::Float;
 
@@ -16,6 +17,9 @@ pub struct Adagrad<T> {
     pub steps: u64,
     /// Sums of squared gradients, one per parameter slice (empty before the first step).
     pub sum_sq: Vec<Vec<T>>,
+    /// Threads for an update: the current rayon pool (the default: large parameters in
+    /// pieces, the same bits as on one thread) or this thread.
+    pub parallelism: Parallelism,
 }
 
 impl<T: Float> Adagrad<T> {
@@ -26,6 +30,7 @@ impl<T: Float> Adagrad<T> {
             eps: 1e-10,
             steps: 0,
             sum_sq: Vec::new(),
+            parallelism: Parallelism::default(),
         }
     }
 }
@@ -37,10 +42,12 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
         self.steps += 1;
         let (lr, eps) = (T::from_f64(self.lr), T::from_f64(self.eps));
         for ((p, &g), s) in params.iter_mut().zip(grads).zip(&mut self.sum_sq) {
-            for ((p, &g), s) in p.iter_mut().zip(g).zip(s.iter_mut()) {
-                *s += g * g;
-                *p -= lr * g / (s.sqrt() + eps);
-            }
+            update_in_pieces(self.parallelism, (p, g), [s], &|p, g, [s]| {
+                for ((p, &g), s) in p.iter_mut().zip(g).zip(s.iter_mut()) {
+                    *s += g * g;
+                    *p -= lr * g / (s.sqrt() + eps);
+                }
+            });
         }
         Ok(())
     }

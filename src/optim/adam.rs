@@ -1,6 +1,7 @@
 //! [`Adam`].
 
-use super::{Optimizer, check_shapes, size_state};
+use super::{Optimizer, check_shapes, size_state, update_in_pieces};
+use crate::config::Parallelism;
 use crate::error::Error;
 use fused_rnn_kernels::Float;
 
@@ -24,6 +25,9 @@ pub struct Adam<T> {
     pub m: Vec<Vec<T>>,
     /// Second moments.
     pub v: Vec<Vec<T>>,
+    /// Threads for an update: the current rayon pool (the default: large parameters in
+    /// pieces, the same bits as on one thread) or this thread.
+    pub parallelism: Parallelism,
 }
 
 impl<T: Float> Adam<T> {
@@ -36,6 +40,7 @@ impl<T: Float> Adam<T> {
             steps: 0,
             m: Vec::new(),
             v: Vec::new(),
+            parallelism: Parallelism::default(),
         }
     }
 }
@@ -52,18 +57,19 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let bc2_sqrt = T::from_f64((1.0 - b2.powi(t)).sqrt());
         let (b1, b2, eps) = (T::from_f64(b1), T::from_f64(b2), T::from_f64(self.eps));
         let (one_b1, one_b2) = (T::ONE - b1, T::ONE - b2);
-        for (((p, &g), m), v) in params
+        for ((p, &g), (m, v)) in params
             .iter_mut()
             .zip(grads)
-            .zip(&mut self.m)
-            .zip(&mut self.v)
+            .zip(self.m.iter_mut().zip(&mut self.v))
         {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = *m + one_b1 * (g - *m);
-                *v = b2 * *v + one_b2 * g * g;
-                let denom = v.sqrt() / bc2_sqrt + eps;
-                *p -= step_size * *m / denom;
-            }
+            update_in_pieces(self.parallelism, (p, g), [m, v], &|p, g, [m, v]| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *m = *m + one_b1 * (g - *m);
+                    *v = b2 * *v + one_b2 * g * g;
+                    let denom = v.sqrt() / bc2_sqrt + eps;
+                    *p -= step_size * *m / denom;
+                }
+            });
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ mod adam;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 
+use crate::config::Parallelism;
 use crate::error::{Error, check_len};
 use fused_rnn_kernels::Float;
 
@@ -70,5 +71,81 @@ fn check_shapes<T>(params: &[&mut [T]], grads: &[&[T]], state: &[Vec<T>]) -> Res
 fn size_state<T: Float>(state: &mut Vec<Vec<T>>, params: &[&mut [T]]) {
     if state.is_empty() {
         *state = params.iter().map(|p| vec![T::ZERO; p.len()]).collect();
+    }
+}
+
+/// Elements per piece of a parameter's update on the pool's threads. An update is
+/// elementwise, so how a parameter is cut never changes a bit; it is memory-bound, so a
+/// parameter of fewer than two pieces runs on the calling thread.
+const PIECE: usize = 1 << 15;
+
+/// Runs `update` on a parameter, its gradient and `S` state slices of the same length: cut
+/// in halves down to pieces of about [`PIECE`] run on the current rayon pool (`par`
+/// [`Parallelism::Rayon`], a large parameter), or whole on this thread. Allocates nothing.
+fn update_in_pieces<T: Float, const S: usize, F>(
+    par: Parallelism,
+    (p, g): (&mut [T], &[T]),
+    state: [&mut [T]; S],
+    update: &F,
+) where
+    F: Fn(&mut [T], &[T], [&mut [T]; S]) + Sync,
+{
+    if par == Parallelism::Sequential || p.len() < 2 * PIECE {
+        return update(p, g, state);
+    }
+    let mid = p.len() / 2;
+    let (p_lo, p_hi) = p.split_at_mut(mid);
+    let (g_lo, g_hi) = g.split_at(mid);
+    let mut halves = state.map(|s| {
+        let (lo, hi) = s.split_at_mut(mid);
+        [lo, hi]
+    });
+    let lo = halves.each_mut().map(|h| std::mem::take(&mut h[0]));
+    let hi = halves.map(|[_, hi]| hi);
+    rayon::join(
+        || update_in_pieces(par, (p_lo, g_lo), lo, update),
+        || update_in_pieces(par, (p_hi, g_hi), hi, update),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Updates of a parameter large enough to be cut into pieces on the pool: the same
+    /// bits on pools of 1, 2 and 3 threads as on this thread, for both optimizers.
+    #[test]
+    fn updates_in_pieces_have_the_bits_of_one_thread() {
+        let n = 5 * PIECE + 17;
+        let grads: Vec<Vec<f32>> = (0..3)
+            .map(|s| (0..n).map(|i| ((s * n + i) as f32 * 0.37).sin()).collect())
+            .collect();
+        let run = |par: Parallelism, threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (mut p_adam, mut p_adagrad) = (vec![0.5f32; n], vec![0.5f32; n]);
+            let mut adam = Adam::new(0.01);
+            let mut adagrad = Adagrad::new(0.1);
+            adam.parallelism = par;
+            adagrad.parallelism = par;
+            pool.install(|| {
+                for g in &grads {
+                    adam.step(&mut [&mut p_adam[..]], &[&g[..]]).unwrap();
+                    adagrad.step(&mut [&mut p_adagrad[..]], &[&g[..]]).unwrap();
+                }
+            });
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (bits(&p_adam), bits(&adam.v[0]), bits(&p_adagrad))
+        };
+        let want = run(Parallelism::Sequential, 1);
+        assert!(want.0.iter().any(|&b| b != 0.5f32.to_bits()));
+        for threads in [1, 2, 3] {
+            assert!(
+                run(Parallelism::Rayon, threads) == want,
+                "{threads} threads"
+            );
+        }
     }
 }

@@ -86,6 +86,15 @@ fn bitwise_identical_when_chunks_step_in_lockstep() {
     }
 }
 
+/// A call big enough that the passes over all its rows split over the pool (the bias
+/// gradients' column sums: `T*B*G*H` of at least 2^21 values, `engine::plan::PAR_PASS_ELEMS`),
+/// each column summed in row order whoever sums it.
+#[test]
+fn bitwise_identical_when_passes_over_all_rows_split() {
+    let config = Config::lstm(3, 32);
+    same_for_every_pool(config, SeqShape::new(128, 128), 11);
+}
+
 /// Small batches with a step product big enough to split (`K * G*H >= 2^17`): a team of
 /// threads runs the forward steps in column pieces (a reset-before GRU and the backward
 /// split each step across the pool instead), with gate blocks on 32-wide panel boundaries

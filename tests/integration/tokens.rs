@@ -327,3 +327,36 @@ fn token_input_is_bitwise_identical_across_thread_counts() {
         }
     }
 }
+
+/// A token call big enough that the gather of the table's projected rows splits over the
+/// pool (`T*B*G*H` of 2^21 values): the same bits on any thread count.
+#[test]
+fn a_large_token_gather_is_bitwise_identical_across_thread_counts() {
+    use fused_rnn::Parallelism;
+    let config = Config::lstm(4, 32);
+    let shape = SeqShape::new(128, 128);
+    let sequential = config.clone().with_parallelism(Parallelism::Sequential);
+    let case = Case::random(sequential, shape, 5, true, true);
+    let (ids, table) = draw_tokens(&case, 30, 5);
+    let bits = |o: &Outcome| -> Vec<u64> {
+        let grads = o.grads.iter().flat_map(|(_, g)| g.iter());
+        o.y.iter()
+            .chain(&o.dx)
+            .chain(grads)
+            .map(|x| x.to_bits())
+            .collect()
+    };
+    let want = bits(&run_tokens::<f32>(&case, &ids, &table));
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let parallel = Case {
+            config: config.clone().with_parallelism(Parallelism::Rayon),
+            ..case.clone()
+        };
+        let got = pool.install(|| bits(&run_tokens::<f32>(&parallel, &ids, &table)));
+        assert!(got == want, "{threads} threads differ from sequential");
+    }
+}
