@@ -11,10 +11,11 @@
 //! view. A 16-row part runs 6, 6 and 4-row tiles where two 8-row parts end each in a 2-row
 //! one; with K = H short that tail costs: measured on Zen 4 (AVX2, step products in blocks of
 //! 128 units, best of 2000), 4 x 8 rows at H = 256 226 -> 214 us, H = 512 859 -> 813 us,
-//! H = 128 59.4 -> 55.6 us, 2 x 8 at H = 1024 1689 -> 1636 us. End to end (`profile_case`,
-//! 1 thread, alternating): lstm H = 128, B = 32, T = 100 training 39.1-39.5 -> 38.0-38.4 ms,
-//! inference 13.8-13.9 -> 13.3-13.5; H = 256, B = 32, T = 64 inference 30.9-31.6 ->
-//! 30.5-31.0; H = 512, B = 16 and the char-rnn within noise.
+//! H = 128 59.4 -> 55.6 us. End to end (`profile_case`, 1 thread, alternating): lstm H =
+//! 128, B = 32, T = 100 training 39.1-39.5 -> 38.0-38.4 ms, inference 13.8-13.9 -> 13.3-13.5;
+//! H = 256, B = 32, T = 64 inference 30.9-31.6 -> 30.5-31.0; H = 512, B = 16 and the char-rnn
+//! within noise. A pair whose A outgrows L1 (H = 1024) is slower and stays two parts
+//! ([`PAIRED_A_BYTES`]).
 //!
 //! A grouped product gives every chunk the bits of its own product (a row's sums do not
 //! depend on which rows share its tile), and each chunk's pass, resets and padding run as in
@@ -79,8 +80,16 @@ pub(crate) fn run_lockstep<T: Float>(runs: &mut [DirForward<'_, T>]) {
     }
 }
 
+/// The most bytes of a paired part's A (16 rows of h, column-major): every tile of the part
+/// streams all of it for each sub-panel, so it must stay in L1 (32 KiB on Zen 4). Measured
+/// there, 1 thread, alternating, B = 32 inference (the chunks of 8 unpaired, paired): H =
+/// 256 (A 16 KiB) 32.2 -> 31.3 ms, H = 512 (32 KiB) 45.3-45.9 -> 44.8-45.3, H = 1024 (64
+/// KiB) 181-183 -> 181-201, slower: not paired.
+const PAIRED_A_BYTES: usize = 32 << 10;
+
 /// The active chunks as the parts of a step's grouped products: one chunk, or two neighbours
-/// of at most [`IN_PLACE_ROWS`] rows together when the first's scratch holds both's h.
+/// of at most [`IN_PLACE_ROWS`] rows together when the first's scratch holds both's h and
+/// their A fits [`PAIRED_A_BYTES`].
 fn product_parts<T: Float>(
     runs: &[DirForward<'_, T>],
     active: &[bool],
@@ -97,7 +106,8 @@ fn product_parts<T: Float>(
         let pairs = i + 1 < runs.len()
             && active[i + 1]
             && rows(&runs[i]) + rows(&runs[i + 1]) <= IN_PLACE_ROWS
-            && runs[i].scratch.a.len() >= (rows(&runs[i]) + rows(&runs[i + 1])) * hout;
+            && runs[i].scratch.a.len() >= (rows(&runs[i]) + rows(&runs[i + 1])) * hout
+            && IN_PLACE_ROWS * hout * size_of::<T>() <= PAIRED_A_BYTES;
         let end = if pairs { i + 2 } else { i + 1 };
         parts.push(i..end);
         i = end;
