@@ -284,17 +284,6 @@ fn tbptt_refuses_to_mix_rows_and_tokens_in_a_span() {
 /// the table's product, the gather and the sums by id run in a fixed order.
 #[test]
 fn token_input_is_bitwise_identical_across_thread_counts() {
-    use fused_rnn::Parallelism;
-    let bits = |o: &Outcome| -> Vec<u64> {
-        let mut all: Vec<u64> = Vec::new();
-        for v in [&o.y, &o.h_n, &o.c_n, &o.dx, &o.dh0, &o.dc0] {
-            all.extend(v.iter().map(|x| x.to_bits()));
-        }
-        for (_, g) in &o.grads {
-            all.extend(g.iter().map(|x| x.to_bits()));
-        }
-        all
-    };
     // 280 rows: a table of 30 is projected, one of 300 looked up.
     for (k, (cell, vocab)) in CellKind::ALL
         .into_iter()
@@ -305,49 +294,30 @@ fn token_input_is_bitwise_identical_across_thread_counts() {
             .with_cell(cell)
             .with_layers(2)
             .with_bidirectional(true);
-        let shape = SeqShape::new(7, 40);
-        let sequential = config.clone().with_parallelism(Parallelism::Sequential);
-        let case = Case::random(sequential, shape, k as u64, true, true);
-        let (ids, table) = draw_tokens(&case, vocab, k as u64);
-        let want = bits(&run_tokens::<f32>(&case, &ids, &table));
-        for threads in [1, 2, 3, 4] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let parallel = Case {
-                config: config.clone().with_parallelism(Parallelism::Rayon),
-                ..case.clone()
-            };
-            let got = pool.install(|| bits(&run_tokens::<f32>(&parallel, &ids, &table)));
-            assert!(
-                got == want,
-                "{cell:?} on {threads} threads differs from sequential"
-            );
-        }
+        same_bits_on_every_pool(config, SeqShape::new(7, 40), vocab, k as u64);
     }
 }
 
-/// A token call big enough that the gather of the table's projected rows splits over the
-/// pool (`T*B*G*H` of 2^21 values): the same bits on any thread count.
-#[test]
-fn a_large_token_gather_is_bitwise_identical_across_thread_counts() {
+/// Every output and gradient of token input as bits.
+fn outcome_bits(o: &Outcome) -> Vec<u64> {
+    let grads = o.grads.iter().flat_map(|(_, g)| g.iter());
+    [&o.y, &o.h_n, &o.c_n, &o.dx, &o.dh0, &o.dc0]
+        .into_iter()
+        .flatten()
+        .chain(grads)
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+/// Token input on a random case of `config` gives the same bits under rayon pools of 1 to 4
+/// threads as sequentially.
+fn same_bits_on_every_pool(config: Config, shape: SeqShape, vocab: usize, seed: u64) {
     use fused_rnn::Parallelism;
-    let config = Config::lstm(4, 32);
-    let shape = SeqShape::new(128, 128);
     let sequential = config.clone().with_parallelism(Parallelism::Sequential);
-    let case = Case::random(sequential, shape, 5, true, true);
-    let (ids, table) = draw_tokens(&case, 30, 5);
-    let bits = |o: &Outcome| -> Vec<u64> {
-        let grads = o.grads.iter().flat_map(|(_, g)| g.iter());
-        o.y.iter()
-            .chain(&o.dx)
-            .chain(grads)
-            .map(|x| x.to_bits())
-            .collect()
-    };
-    let want = bits(&run_tokens::<f32>(&case, &ids, &table));
-    for threads in [1, 2, 3] {
+    let case = Case::random(sequential, shape, seed, true, true);
+    let (ids, table) = draw_tokens(&case, vocab, seed);
+    let want = outcome_bits(&run_tokens::<f32>(&case, &ids, &table));
+    for threads in [1, 2, 3, 4] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -356,7 +326,18 @@ fn a_large_token_gather_is_bitwise_identical_across_thread_counts() {
             config: config.clone().with_parallelism(Parallelism::Rayon),
             ..case.clone()
         };
-        let got = pool.install(|| bits(&run_tokens::<f32>(&parallel, &ids, &table)));
-        assert!(got == want, "{threads} threads differ from sequential");
+        let got = pool.install(|| outcome_bits(&run_tokens::<f32>(&parallel, &ids, &table)));
+        assert!(
+            got == want,
+            "{:?} on {threads} threads differs from sequential",
+            config.cell
+        );
     }
+}
+
+/// A token call big enough that the gather of the table's projected rows splits over the
+/// pool (`T*B*G*H` of 2^21 values): the same bits on any thread count.
+#[test]
+fn a_large_token_gather_is_bitwise_identical_across_thread_counts() {
+    same_bits_on_every_pool(Config::lstm(4, 32), SeqShape::new(128, 128), 30, 5);
 }
