@@ -86,17 +86,26 @@ impl<T: Float> UnitPass for GruFwdPointwise<'_, T> {
             let hn = &mut self.hn.row_mut(row)[u.clone()];
             let h = &mut self.h.row_mut(row)[u.clone()];
             let h_prev = &self.h_prev.row(row)[u.clone()];
+            // r, z and hn first, then n and h from their stored (flushed) values: in one
+            // pass the chain sigmoid, tanh, h outran the core's window (as the LSTM's did).
             lane_map!(
                 l,
-                [br, bz, bn, bias_hn, hr, hz, hn_raw, h_prev],
-                [gr, gz, gn, hn, h],
-                |[br, bz, bn, bhn, hr, hz, hn_raw, h_prev], [ar, az, an, _, _]| {
+                [br, bz, bias_hn, hr, hz, hn_raw],
+                [gr, gz, hn],
+                |[br, bz, bhn, hr, hz, hn_raw], [ar, az, _]| {
                     let r = l.sigmoid(l.add(l.add(ar, hr), br));
                     let z = l.sigmoid(l.add(l.add(az, hz), bz));
-                    let hn = l.add(hn_raw, bhn);
+                    [l.flush(r), l.flush(z), l.flush(l.add(hn_raw, bhn))]
+                }
+            );
+            lane_map!(
+                l,
+                [bn, &*gr, &*gz, &*hn, h_prev],
+                [gn, h],
+                |[bn, r, z, hn, h_prev], [an, _]| {
                     let n = l.tanh(l.mul_add(r, hn, l.add(an, bn)));
                     let h = l.mul_add(z, l.sub(h_prev, n), n);
-                    [l.flush(r), l.flush(z), l.flush(n), l.flush(hn), l.flush(h)]
+                    [l.flush(n), l.flush(h)]
                 }
             );
         }
