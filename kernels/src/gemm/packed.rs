@@ -929,10 +929,10 @@ impl<'a, T: Float> BlockPass<'a, T> {
     }
 }
 
-/// How many columns ahead [`pack_a_block`] asks for a column-major source: its columns lie
-/// a row of the gate gradients apart (kilobytes), a jump the hardware's stream prefetcher
-/// does not follow.
-const PREFETCH_COLS: usize = 4;
+/// The columns [`pack_a_block`] deals to the micro-panels at a time from a column-major
+/// source (and asks for ahead): eight runs of `MR` values land contiguously in a panel.
+/// Measured against 4 and 16: 8 is the fastest, by 20-40%.
+const PACK_COLS: usize = 8;
 
 /// Asks for the cache lines of `x` (a hint: nothing is read into the program).
 #[inline(always)]
@@ -1010,30 +1010,41 @@ fn pack_a_block<'s, T: Float, const MR: usize>(
         }
         &scratch[..rows * PACK_LD]
     } else {
-        // Column-major: column by column (sequential reads), each column's rows dealt to the
-        // micro-panels. Reading a micro-panel at a time would walk the columns at their
-        // stride, a cache miss per step.
+        // Column-major: blocks of `PACK_COLS` columns, each dealt to every micro-panel in
+        // turn, so that a panel receives a contiguous run per block. Column by column (one
+        // value run per panel per column) sends the writes to panels a panel apart, which
+        // share a cache set (a panel is `MR * kc` values: 24 KiB at kc = 1024); panel by panel
+        // walks the columns at their stride, a cache miss per step. Measured at the weight
+        // gradients' `[1024, 2048]` A: 3x faster than column by column, 4% of the product.
         let cs = a.col_stride();
         let full = rows / MR * MR;
         let out = &mut scratch[..rows * kc];
-        if kc == 0 {
-            return out;
-        }
         let (main, rest) = out.split_at_mut(full * kc);
-        for kk in 0..kc {
-            if kk + PREFETCH_COLS < kc {
-                prefetch(&a.data()[(k0 + kk + PREFETCH_COLS) * cs + m0..][..rows]);
+        let len = rows - full;
+        let column = |kk: usize| &a.data()[(k0 + kk) * cs + m0..][..rows];
+        for kb in (0..kc).step_by(PACK_COLS) {
+            let next = (kb + PACK_COLS).min(kc)..(kb + 2 * PACK_COLS).min(kc);
+            for kk in next {
+                prefetch(column(kk));
             }
-            let col = &a.data()[(k0 + kk) * cs + m0..][..rows];
-            for (g, dst) in main.chunks_exact_mut(MR * kc).enumerate() {
-                let src: &[T; MR] = col[g * MR..(g + 1) * MR].try_into().expect("MR values");
-                let d: &mut [T; MR] = (&mut dst[kk * MR..(kk + 1) * MR])
-                    .try_into()
-                    .expect("MR values");
-                *d = *src;
+            if kb + PACK_COLS <= kc {
+                let cols: [&[T]; PACK_COLS] = core::array::from_fn(|i| column(kb + i));
+                for (g, dst) in main.chunks_exact_mut(MR * kc).enumerate() {
+                    let dst = &mut dst[kb * MR..(kb + PACK_COLS) * MR];
+                    for (d, col) in dst.chunks_exact_mut(MR).zip(cols) {
+                        d.copy_from_slice(&col[g * MR..(g + 1) * MR]);
+                    }
+                }
+            } else {
+                for (g, dst) in main.chunks_exact_mut(MR * kc).enumerate() {
+                    for kk in kb..kc {
+                        dst[kk * MR..(kk + 1) * MR].copy_from_slice(&column(kk)[g * MR..][..MR]);
+                    }
+                }
             }
-            let len = rows - full;
-            rest[kk * len..(kk + 1) * len].copy_from_slice(&col[full..]);
+            for kk in kb..(kb + PACK_COLS).min(kc) {
+                rest[kk * len..(kk + 1) * len].copy_from_slice(&column(kk)[full..]);
+            }
         }
         out
     }
