@@ -45,6 +45,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/gemm/split.rs"),
     ),
     (
+        "kernels/src/gemm/stacked.rs",
+        include_str!("../../kernels/src/gemm/stacked.rs"),
+    ),
+    (
         "kernels/src/gemm/transpose.rs",
         include_str!("../../kernels/src/gemm/transpose.rs"),
     ),

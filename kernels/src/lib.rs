@@ -33,7 +33,7 @@ pub mod view;
 
 pub use cell::{CellKind, Nonlinearity};
 pub use float::Float;
-pub use gemm::{MatMut, MatRef, gemm, gemm_prepacked};
+pub use gemm::{MatMut, MatRef, gemm, gemm_prepacked, gemm_stacked};
 pub use pulp::Arch;
 pub use view::{Rows, RowsMut};
 

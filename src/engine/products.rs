@@ -8,14 +8,14 @@
 //! layer-0 input `[T*B][I]`, or for upper layers one `[T*B][Hout]` block per direction of the
 //! layer below (their concatenation is PyTorch's `[forward, reverse]` input).
 
-use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, gemm, gemm_prepacked};
+use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, gemm, gemm_prepacked, gemm_stacked};
 
 use arrayvec::ArrayVec;
 
 use super::plan::{pass_threads, run_tasks};
 use super::{DirSpec, DirWeights, mat};
 use crate::config::Parallelism;
-use crate::layout::{Dims, MAX_TASKS};
+use crate::layout::{Dims, MAX_CHUNKS, MAX_TASKS};
 use crate::params::LayerParamsMut;
 
 /// One column block of a layer's input: `[T*B][width]` rows, starting at input column `col`.
@@ -110,17 +110,20 @@ pub(crate) fn weight_gradients<T: Float>(
     let first = s.entry(0).min(s.entry(s.steps.saturating_sub(1)));
     let reset_before = s.cell == (fused_rnn_kernels::CellKind::Gru { reset_after: false });
     let recurrent = if reset_before { 2 * h } else { gh };
-    for c in 0..d.chunks {
-        let range = d.chunk(c);
-        let bc = range.len();
-        // Chunk c's states entering steps 0..T: positions first..first+T of its region.
-        let at = (positions * range.start + first * bc) * hout;
-        let h_prev = mat(&g.h[at..at + s.steps * bc * hout], s.steps * bc, hout);
-        let dg_c = dg
-            .rows_range(s.steps * range.start, s.steps * bc)
-            .cols_range(0, recurrent);
-        acc_t(dg_c, h_prev, grads.w_hh, hout);
-    }
+    // Chunk c's states entering steps 0..T: positions first..first+T of its region. The
+    // gate gradients' rows are chunk-major too, so dG (all rows) meets the chunks' states
+    // stacked: one product, one pass over dW_hh per slice of K rather than per chunk.
+    let h_prev: ArrayVec<MatRef<'_, T>, MAX_CHUNKS> = (0..d.chunks)
+        .map(|c| {
+            let range = d.chunk(c);
+            let bc = range.len();
+            let at = (positions * range.start + first * bc) * hout;
+            mat(&g.h[at..at + s.steps * bc * hout], s.steps * bc, hout)
+        })
+        .collect();
+    let w_hh = MatMut::new(grads.w_hh, recurrent, hout, hout, 1);
+    let dg_t = dg.cols_range(0, recurrent).t();
+    gemm_stacked(arch, threads, dg_t, &h_prev, T::ONE, w_hh);
     if reset_before {
         acc_t(
             dg.cols_range(2 * h, h),

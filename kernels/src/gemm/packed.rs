@@ -31,6 +31,7 @@ pub mod group;
 #[cfg(debug_assertions)]
 use frames::{RowPairs, TileAlone, TilePair};
 
+use super::stacked::StackedRows;
 use super::{MatMut, MatRef};
 use crate::float::Float;
 use crate::lanes::V;
@@ -204,6 +205,16 @@ pub(crate) fn pack_strips<'a, T: Float>(
     out: &'a mut [T],
     strip: usize,
 ) -> PackedRef<'a, T> {
+    pack_stacked_strips(StackedRows::new(&[w]), out, strip)
+}
+
+/// [`pack_strips`] of rows stacked from blocks: each strip takes its rows from the blocks in
+/// turn, so the packed matrix is the one their concatenation would give.
+fn pack_stacked_strips<'a, T: Float>(
+    w: StackedRows<'_, '_, T>,
+    out: &'a mut [T],
+    strip: usize,
+) -> PackedRef<'a, T> {
     let (k, n) = (w.rows(), w.cols());
     let len = packed_len::<T>(k, n);
     assert!(
@@ -219,24 +230,36 @@ pub(crate) fn pack_strips<'a, T: Float>(
             let width = strip.min(n.saturating_sub(c0));
             if width == 0 {
                 dst.fill(T::ZERO);
-            } else if w.col_stride() == 1 {
-                pack_rows(w, dst, c0, width);
-            } else if w.row_stride() == 1 {
-                super::transpose::transpose_panel(w, dst, c0, width);
-            } else {
-                for (row, dst) in dst.chunks_exact_mut(strip).enumerate() {
-                    for (c, d) in dst.iter_mut().enumerate() {
-                        *d = if c < width {
-                            *w.at(row, c0 + c)
-                        } else {
-                            T::ZERO
-                        };
-                    }
-                }
+                continue;
+            }
+            for (row, piece) in w.pieces() {
+                let rows = row * strip..(row + piece.rows()) * strip;
+                pack_strip(piece, &mut dst[rows], c0, width);
             }
         }
     }
     PackedRef::whole(out, k, n, strip)
+}
+
+/// Columns `c0..c0 + width` of `w` into `dst`, `w.rows()` rows of `dst.len() / w.rows()`
+/// values, zero-padded past `width`.
+fn pack_strip<T: Float>(w: MatRef<'_, T>, dst: &mut [T], c0: usize, width: usize) {
+    if w.col_stride() == 1 {
+        pack_rows(w, dst, c0, width);
+    } else if w.row_stride() == 1 {
+        super::transpose::transpose_panel(w, dst, c0, width);
+    } else {
+        let strip = dst.len() / w.rows();
+        for (row, dst) in dst.chunks_exact_mut(strip).enumerate() {
+            for (c, d) in dst.iter_mut().enumerate() {
+                *d = if c < width {
+                    *w.at(row, c0 + c)
+                } else {
+                    T::ZERO
+                };
+            }
+        }
+    }
 }
 
 /// [`pack`] on up to `threads` threads of the current rayon pool (0: all of them), split by
@@ -249,6 +272,15 @@ pub(crate) fn pack_strips<'a, T: Float>(
 pub fn pack_on<'a, T: Float>(
     threads: usize,
     w: MatRef<'_, T>,
+    out: &'a mut [T],
+) -> PackedRef<'a, T> {
+    pack_stacked_on(threads, StackedRows::new(&[w]), out)
+}
+
+/// [`pack_on`] of rows stacked from blocks (see [`pack_stacked_strips`]).
+pub(crate) fn pack_stacked_on<'a, T: Float>(
+    threads: usize,
+    w: StackedRows<'_, '_, T>,
     out: &'a mut [T],
 ) -> PackedRef<'a, T> {
     let threads = if threads == 0 {
@@ -269,11 +301,11 @@ pub fn pack_on<'a, T: Float>(
 }
 
 /// Packs `w` into `out` in `parts` ranges of whole panels, in parallel with rayon's `join`.
-fn pack_parts<T: Float>(w: MatRef<'_, T>, out: &mut [T], parts: usize) {
+fn pack_parts<T: Float>(w: StackedRows<'_, '_, T>, out: &mut [T], parts: usize) {
     let (k, n, nr) = (w.rows(), w.cols(), panel_width::<T>());
     let panels = n.div_ceil(nr);
     if parts <= 1 || panels < 2 {
-        pack(w, out);
+        pack_stacked_strips(w, out, strip_width::<T>());
         return;
     }
     let half = parts / 2;
