@@ -417,7 +417,7 @@ pub fn gemm<T: Float>(
     beta: T,
     c: MatMut<'_, T>,
 ) {
-    gemm_on_stack(arch, threads, a, StackedRows::new(&[b]), beta, c);
+    gemm_stacked(arch, threads, a, &[b], beta, c);
 }
 
 /// [`gemm`] where B is the blocks of rows in `b` stacked in order (`b[0]`'s rows first): `C
@@ -453,19 +453,7 @@ pub fn gemm_stacked<T: Float>(
     beta: T,
     c: MatMut<'_, T>,
 ) {
-    gemm_on_stack(arch, threads, a, StackedRows::new(b), beta, c);
-}
-
-/// [`gemm`] and [`gemm_stacked`].
-#[track_caller]
-fn gemm_on_stack<T: Float>(
-    arch: Arch,
-    threads: usize,
-    a: MatRef<'_, T>,
-    b: StackedRows<'_, '_, T>,
-    beta: T,
-    c: MatMut<'_, T>,
-) {
+    let b = StackedRows::new(b);
     let (m, k, n) = (a.rows, a.cols, b.cols());
     assert!(
         b.rows() == k && c.rows == m && c.cols == n,
