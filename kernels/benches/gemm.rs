@@ -6,7 +6,9 @@
 //! Shapes, for hidden size H, batch B, T steps and 4 gates (LSTM):
 //! - `step`:  `[B, H] x [H, 4H]`: the recurrent product of one step (weights packed once);
 //! - `proj`:  `[T*B, H] x [H, 4H]`: the input projection over all steps;
-//! - `dw`:    `[4H, T*B] x [T*B, H]`: a weight gradient (A read transposed).
+//! - `dw`:    `[4H, T*B] x [T*B, H]`: a weight gradient (A read transposed);
+//! - `stacked`: `dW_hh` over 4 batch chunks whose states lie in regions of their own: one
+//!   `gemm_stacked` against a `gemm` per chunk.
 //!
 //! `cargo bench -p fused-rnn-kernels --bench gemm --features compare-gemm` (without the
 //! feature, ours alone: the two crates are only compiled when asked for).
@@ -14,7 +16,7 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fused_rnn_kernels::aligned::AlignedBuf;
 use fused_rnn_kernels::gemm::packed::{pack, packed_len};
-use fused_rnn_kernels::gemm::{MatMut, MatRef, gemm, gemm_prepacked};
+use fused_rnn_kernels::gemm::{MatMut, MatRef, gemm, gemm_prepacked, gemm_stacked};
 use fused_rnn_kernels::{Arch, arch};
 use std::hint::black_box;
 
@@ -225,5 +227,44 @@ fn packing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, products, packing);
+/// `dW_hh += dG^T H_prev` over four chunks of 8 sequences, each chunk's `T * 8` states in a
+/// region of its own (a step's gap between them, as in a training tape): one stacked product
+/// against one product per chunk. Throughput in FLOPs.
+fn stacked(c: &mut Criterion) {
+    let arch = arch();
+    let mut g = c.benchmark_group("stacked");
+    g.sample_size(10);
+    for (h, t) in [(256, 64), (1024, 25)] {
+        let (chunks, bc) = (4, 8);
+        let (rows, gh) = (chunks * t * bc, 4 * h);
+        let dg = data(rows * gh);
+        let region = (t + 1) * bc * h;
+        let tape = data(chunks * region);
+        let blocks: Vec<MatRef<'_, f32>> = (0..chunks)
+            .map(|i| MatRef::row_major(&tape[i * region..][..t * bc * h], t * bc, h, h))
+            .collect();
+        let mut dw = vec![0.0f32; gh * h];
+        let dg_t = MatRef::row_major(&dg, rows, gh, gh).t();
+        let name = format!("h{h}_b{}_t{t}", chunks * bc);
+        g.throughput(Throughput::Elements((2 * rows * gh * h) as u64));
+        g.bench_function(BenchmarkId::new("one_product", &name), |bench| {
+            bench.iter(|| {
+                let c = MatMut::row_major(&mut dw, gh, h, h);
+                gemm_stacked(arch, 1, black_box(dg_t), &blocks, 1.0, c)
+            })
+        });
+        g.bench_function(BenchmarkId::new("per_chunk", &name), |bench| {
+            bench.iter(|| {
+                for (i, b) in blocks.iter().enumerate() {
+                    let a = dg_t.cols_range(i * t * bc, t * bc);
+                    let c = MatMut::row_major(&mut dw, gh, h, h);
+                    gemm(arch, 1, black_box(a), *b, 1.0, c);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, products, packing, stacked);
 criterion_main!(benches);

@@ -428,7 +428,8 @@ pub fn gemm<T: Float>(
 /// Measured on Zen 4 (AVX2, 1 thread), `dW_hh` of an LSTM over four chunks of 8 sequences
 /// (its layers' weight gradients), against a product per chunk: H = 256, T = 64 (blocks of
 /// 512 rows) 13.9-14.1 -> 13.5-13.8 ms per training step, H = 1024, T = 25 (blocks of 200)
-/// 85.0-86.0 -> 83.8-84.0 ms.
+/// 85.0-86.0 -> 83.8-84.0 ms. Alone (`benches/gemm.rs`, `stacked`, best of two runs each):
+/// H = 1024 85.9 -> 81.1 ms, H = 256 even (13.4-14.0 against 13.8-13.9).
 ///
 /// ```
 /// use fused_rnn_kernels::{MatMut, MatRef, gemm_stacked};
