@@ -256,6 +256,17 @@ pub(crate) fn bwd_task_len(d: &Dims, rows: usize) -> usize {
         + staging
 }
 
+/// Values of one chunk's bias sums: the column sums of its gate gradients (`G*H`), then for
+/// a reset-after GRU those of the input side of n (`H`).
+pub(crate) fn bias_sums_width(d: &Dims) -> usize {
+    d.gh()
+        + if d.cell == (CellKind::Gru { reset_after: true }) {
+            d.hidden
+        } else {
+            0
+        }
+}
+
 /// `gemm_packed`'s scratch for a step product's left operand (`rows` rows of h or of the
 /// gate gradients), or for the transposed copy a split product reads.
 fn step_gemm_len(d: &Dims, rows: usize) -> usize {
@@ -287,7 +298,8 @@ pub(crate) struct WorkspaceLens {
     /// Inference tapes, one per direction (see [`TapeLens`]).
     pub infer_tapes: usize,
     /// Backward's per-direction gate gradients `D*T*B*G*H`, plus `D*T*B*H` for the input side
-    /// of a reset-after GRU's n, plus `D*T*B*P` of dL/dh for a projected LSTM's `dW_hr`.
+    /// of a reset-after GRU's n, plus `D*T*B*P` of dL/dh for a projected LSTM's `dW_hr`,
+    /// plus each chunk's bias sums (`D*chunks*`[`bias_sums_width`]).
     pub bwd_grads: usize,
     pub fwd_tasks: usize,
     pub bwd_tasks: usize,
@@ -311,13 +323,14 @@ impl WorkspaceLens {
         } else {
             0
         };
+        let bias_sums = mul(&[d.dirs, d.chunks, bias_sums_width(d)])?;
         Ok(WorkspaceLens {
             x_cm: xi,
             block_set: mul(&[d.dirs, d.per_row(d.hout)?])?,
             infer_sets: d.layers.min(2),
             bwd_sets: d.layers.saturating_sub(1).min(2),
             infer_tapes: mul(&[d.dirs, TapeLens::new(d, false)?.total()?])?,
-            bwd_grads: add(&[dg, d_an, dh_all])?,
+            bwd_grads: add(&[dg, d_an, dh_all, bias_sums])?,
             fwd_tasks: tasks_len(d, fwd_task_len),
             bwd_tasks: tasks_len(d, bwd_task_len),
         })

@@ -42,6 +42,11 @@ pub(crate) struct BwdScratch<'a, T> {
     pub dc: &'a mut [T],
     /// `[Bc][H]`: `d(r*h)` (reset-before GRU) or dL/d(o tanh c) (projected LSTM).
     pub step: &'a mut [T],
+    /// Out: the column sums of this chunk's gate gradients over all its steps, `[G*H]`, then
+    /// of `d_an` (`[H]`, reset-after GRU), for the bias gradients (see
+    /// [`crate::layout::bias_sums_width`]). Summed as each step's rows are written, while
+    /// they are in cache: a pass over all of dG afterwards reads it back from L3 or memory.
+    pub bias_sums: &'a mut [T],
     pub product: StepScratch<'a, T>,
 }
 
@@ -94,6 +99,7 @@ impl<'a, T: Float> DirBackward<'a, T> {
         let (dc_cur, dc_next) = std::mem::take(&mut self.scratch.dc).split_at_mut(dc_len);
         dc_cur.copy_from_slice(self.d_c);
         self.d_c.fill(T::ZERO);
+        self.scratch.bias_sums.fill(T::ZERO);
         // `cur` holds the gradient arriving at the step; the step writes `next`; swap.
         Carries {
             dh: [dh_cur, dh_next],
@@ -157,6 +163,29 @@ impl<'a, T: Float> DirBackward<'a, T> {
     /// and the beta of the last product, `dh_out (+)= dG[:, ..cols] W_hh[..cols]` (see
     /// [`Self::product_operands`]), which the caller runs alone or grouped.
     pub(super) fn step_pointwise(&mut self, t: usize, c: &mut Carries<'_, T>) -> (usize, T) {
+        let last_product = self.step_gate_gradients(t, c);
+        self.add_bias_sums(t);
+        last_product
+    }
+
+    /// Adds step `t`'s gate gradient rows (and `d_an`'s) to the chunk's bias sums, in row
+    /// order (padding rows are zero).
+    fn add_bias_sums(&mut self, t: usize) {
+        let s = self.spec;
+        let (b, gh, h) = (s.batch, s.gh(), s.hidden);
+        let (dg_sums, an_sums) = self.scratch.bias_sums.split_at_mut(gh);
+        for row in self.scratch.dg[t * b * gh..(t + 1) * b * gh].chunks_exact(gh) {
+            add_into(dg_sums, row);
+        }
+        if !an_sums.is_empty() {
+            for row in self.scratch.d_an[t * b * h..(t + 1) * b * h].chunks_exact(h) {
+                add_into(an_sums, row);
+            }
+        }
+    }
+
+    /// [`Self::step_pointwise`] but the bias sums.
+    fn step_gate_gradients(&mut self, t: usize, c: &mut Carries<'_, T>) -> (usize, T) {
         let s = self.spec;
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
         let (arch, step) = (self.arch, self.step);

@@ -22,8 +22,8 @@ use super::{DirSpec, Masks, StepRows};
 use crate::config::{Config, Parallelism};
 use crate::input::{SeqShape, Tokens};
 use crate::layout::{
-    Carver, Dims, MAX_CHUNKS, MAX_TASKS, ReserveLayout, TapeLens, WorkspaceLens, bwd_task_len,
-    fwd_task_len,
+    Carver, Dims, MAX_CHUNKS, MAX_TASKS, ReserveLayout, TapeLens, WorkspaceLens, bias_sums_width,
+    bwd_task_len, fwd_task_len,
 };
 use crate::params::Params;
 use crate::prepared::Prepared;
@@ -572,6 +572,7 @@ struct BwdTask<'a, T> {
     dh_all: &'a mut [T],
     d_h: &'a mut [T],
     d_c: &'a mut [T],
+    bias_sums: &'a mut [T],
     scratch: &'a mut [T],
 }
 
@@ -637,6 +638,7 @@ fn dir_backward<'a, T: Float>(
             dh,
             dc,
             step,
+            bias_sums: task.bias_sums,
             product: StepScratch { a, staging },
         },
     }
@@ -716,6 +718,8 @@ pub(crate) fn backward<T: Float>(
     let mut dg_all = dir_blocks(c.take(d.dirs * per_dir(d.gh())), d.dirs, per_dir(d.gh()));
     let mut an_all = dir_blocks(c.take(d.dirs * per_dir(an_w)), d.dirs, per_dir(an_w));
     let mut dh_all = dir_blocks(c.take(d.dirs * per_dir(d.proj)), d.dirs, per_dir(d.proj));
+    let bias_len = d.chunks * bias_sums_width(&d);
+    let mut bias_all = dir_blocks(c.take(d.dirs * bias_len), d.dirs, bias_len);
     let tasks_buf = c.take(lens.bwd_tasks);
     let token_buf = c.take(token_scratch(&d, tokens.as_ref()));
     // Token input has no rows of x: layer 0 reads the table (and dx is dL/dtable).
@@ -754,8 +758,10 @@ pub(crate) fn backward<T: Float>(
             let grads_out = dg_all
                 .iter_mut()
                 .zip(an_all.iter_mut())
-                .zip(dh_all.iter_mut());
-            for (dir, ((dg_dir, an_dir), pr_dir)) in grads_out.enumerate().take(d.dirs) {
+                .zip(dh_all.iter_mut())
+                .zip(bias_all.iter_mut());
+            for (dir, (((dg_dir, an_dir), pr_dir), bias_dir)) in grads_out.enumerate().take(d.dirs)
+            {
                 let at = rl.layer_start(layer) + dir * tape_len;
                 let tapes = chunk_tape_refs(&reserve[at..at + tape_len], &rl.tape, &d);
                 let source = if top {
@@ -770,6 +776,7 @@ pub(crate) fn backward<T: Float>(
                     std::mem::take(&mut sh[dir]),
                     std::mem::take(&mut sc_rows[dir]),
                 );
+                let sums = bias_dir.chunks_exact_mut(bias_sums_width(&d));
                 let parts = tapes
                     .into_iter()
                     .zip(dg)
@@ -777,8 +784,9 @@ pub(crate) fn backward<T: Float>(
                     .zip(pr)
                     .zip(hs)
                     .zip(cs)
+                    .zip(sums)
                     .enumerate();
-                for (chunk, (((((tape, dg), d_an), dh_all), d_h), d_c)) in parts {
+                for (chunk, ((((((tape, dg), d_an), dh_all), d_h), d_c), bias_sums)) in parts {
                     let range = d.chunk(chunk);
                     let scratch = scratch.take(bwd_task_len(&d, range.len()));
                     tasks.push(Some(BwdTask {
@@ -791,6 +799,7 @@ pub(crate) fn backward<T: Float>(
                         dh_all,
                         d_h,
                         d_c,
+                        bias_sums,
                         scratch,
                     }));
                 }
@@ -813,6 +822,7 @@ pub(crate) fn backward<T: Float>(
                 dh_all: &*dh_all[dir],
                 h: &tape[rl.tape.gates..rl.tape.gates + rl.tape.h],
                 extra: &tape[tape_len - rl.tape.extra..],
+                bias_sums: &*bias_all[dir],
             }
         };
         let layer_tokens = tokens.filter(|_| layer == 0);

@@ -88,10 +88,10 @@ pub(crate) fn gemm_threads(par: Parallelism) -> usize {
     }
 }
 
-/// The fewest values a memory-bound pass outside the time loops (bias sums, sums by token
-/// id, the token gather) splits over the pool for: below, waking the other threads costs
-/// more than their share saves (measured on Zen 4: bias sums of `[3200, 512]` slower on 2
-/// threads than on one).
+/// The fewest values a memory-bound pass outside the time loops (the token gather) splits
+/// over the pool for: below, waking the other threads costs more than their share saves
+/// (measured on Zen 4: the bias sums of `[3200, 512]`, a pass of this kind before they
+/// moved into the backward steps, slower on 2 threads than on one).
 pub(crate) const PAR_PASS_ELEMS: usize = 1 << 21;
 
 /// Threads for such a pass over `elems` values: the pool's (`threads` 0) when the pass is

@@ -12,10 +12,8 @@ use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, gemm, gemm_prepacked, gemm_
 
 use arrayvec::ArrayVec;
 
-use super::plan::{pass_threads, run_tasks};
 use super::{DirSpec, DirWeights, mat};
-use crate::config::Parallelism;
-use crate::layout::{Dims, MAX_CHUNKS, MAX_TASKS};
+use crate::layout::{Dims, MAX_CHUNKS, bias_sums_width};
 use crate::params::LayerParamsMut;
 
 /// One column block of a layer's input: `[T*B][width]` rows, starting at input column `col`.
@@ -69,6 +67,9 @@ pub(crate) struct DirGrads<'a, T> {
     /// The direction's training tape: h `[(T+1)*B][Hout]` and extra `[T*B][H]`.
     pub h: &'a [T],
     pub extra: &'a [T],
+    /// `[chunks][`[`bias_sums_width`]`]`: each chunk's column sums of dG (then of `d_an`),
+    /// summed by its backward pass (see [`super::backward::BwdScratch::bias_sums`]).
+    pub bias_sums: &'a [T],
 }
 
 impl<T: Float> DirGrads<'_, T> {
@@ -100,8 +101,7 @@ pub(crate) fn weight_gradients<T: Float>(
 ) {
     let (rows, h, hout, gh) = (s.steps * s.batch, s.hidden, s.hout, s.gh());
     let acc_t = |lhs, rhs, out: &mut [T], ld| acc_t((arch, threads), lhs, rhs, out, ld);
-    let (x_side, x_side_n) = g.input_side(s);
-    let split = x_side.cols();
+    let split = g.input_side(s).0.cols();
     if let Some(input) = input {
         input_weight_gradients((arch, threads), s, input, g, &mut *grads.w_ih);
     }
@@ -136,12 +136,16 @@ pub(crate) fn weight_gradients<T: Float>(
         acc_t(mat(g.dh_all, rows, hout), mat(g.extra, rows, h), dw_hr, h);
     }
     if let (Some(db_ih), Some(db_hh)) = (grads.b_ih, grads.b_hh) {
-        // The input side's gates are the first `split` columns of dg: one pass adds them to
-        // both biases.
+        // The biases' gradients are the column sums of dG (and d_an): the chunks' sums, added
+        // in chunk order. The input side's gates are the first `split` columns of dG: one
+        // pass adds them to both biases.
+        let width = bias_sums_width(d);
+        let sums =
+            |from: usize, cols: usize| MatRef::new(&g.bias_sums[from..], d.chunks, cols, width, 1);
         let (db_ih, db_ih_n) = db_ih.split_at_mut(split);
-        column_sums(threads, dg, db_ih, db_hh);
-        if let Some(dan) = x_side_n {
-            column_sums(threads, dan, db_ih_n, &mut []);
+        column_sums(sums(0, gh), db_ih, db_hh);
+        if width > gh {
+            column_sums(sums(gh, width - gh), db_ih_n, &mut []);
         }
     }
 }
@@ -222,35 +226,8 @@ pub(crate) fn input_gradients<T: Float>(
 
 /// `all += sum over rows of m` and `first += ` the same for its first `first.len()` columns
 /// (either may be the shorter, or empty), each column in row order (a fixed order:
-/// deterministic), on the pool's threads by column ranges when the pass is large (see
-/// [`pass_threads`]; a column's sum is the same whoever computes it).
-fn column_sums<T: Float>(threads: usize, m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
-    let parts = pass_threads(threads, m.rows() * m.cols()).min(MAX_TASKS);
-    if parts <= 1 {
-        return column_sums_of(m, first, all);
-    }
-    let width = m.cols().div_ceil(parts).next_multiple_of(16);
-    let mut firsts = first.chunks_mut(width);
-    let mut alls = all.chunks_mut(width);
-    let mut tasks: ArrayVec<Option<SumsTask<'_, T>>, MAX_TASKS> = ArrayVec::new();
-    for i in 0..m.cols().div_ceil(width) {
-        let (f, a) = (
-            firsts.next().unwrap_or(&mut []),
-            alls.next().unwrap_or(&mut []),
-        );
-        tasks.push(Some((i * width, f, a)));
-    }
-    run_tasks(Parallelism::Rayon, &mut tasks, |(col0, f, a)| {
-        let cols = f.len().max(a.len());
-        column_sums_of(m.cols_range(col0, cols), f, a);
-    });
-}
-
-/// A column range of [`column_sums`]: its first column and its parts of `first` and `all`.
-type SumsTask<'a, T> = (usize, &'a mut [T], &'a mut [T]);
-
-/// [`column_sums`] on this thread. One pass for both outputs: the sums are memory-bound.
-fn column_sums_of<T: Float>(m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
+/// deterministic).
+fn column_sums<T: Float>(m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
     let both = first.len().min(all.len());
     for i in 0..m.rows() {
         let row = m.row(i);

@@ -147,6 +147,7 @@ pub(crate) fn token_gradients<T: Float>(
         dh_all: &[],
         h: &[],
         extra: &[],
+        bias_sums: &[],
     };
     input_weight_gradients(threads, &sv, &block(tokens.table, s), &gv, out.w_ih);
     if let Some(d_table) = out.d_table {
