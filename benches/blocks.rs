@@ -2,7 +2,9 @@
 //! training steps (32 streams x 64 characters, 97 classes): the softmax cross-entropy with
 //! its gradient; and its embedding into the first LSTM layer (64 -> 256), a training step
 //! (forward, backward, the embedding's gradient) looked up then fed as rows, against token
-//! input (`Input::tokens`). Throughput in rows (characters).
+//! input (`Input::tokens`). Throughput in rows (characters). And Adam's update of the
+//! char-rnn's 0.89 M parameters on one thread: the kernel against its element-by-element
+//! reference (what the update was before it had a kernel). Throughput in parameters.
 //!
 //! `cargo bench --bench blocks`
 
@@ -11,6 +13,8 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fused_rnn::nn::{Embedding, softmax_cross_entropy};
 use fused_rnn::{Backward, Config, Input, Parallelism, Recurrent, Reserve, SeqShape, Workspace};
+use fused_rnn_kernels::optim::{AdamStep, AdamUpdate, adam_update};
+use fused_rnn_kernels::reference::optim as naive;
 
 fn blocks(c: &mut Criterion) {
     let (rows, classes) = (32 * 64, 97);
@@ -93,5 +97,40 @@ fn embedding_into_lstm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, blocks, embedding_into_lstm);
+/// Adam's update of 0.89 M parameters (the char-rnn's count), kernel and reference.
+fn adam(c: &mut Criterion) {
+    let n = 888_289;
+    let grads: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 2000) as f32 / 2e5 - 5e-3)
+        .collect();
+    let (mut p, mut m, mut v) = (vec![0.1f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let step = AdamStep {
+        beta2: 0.999,
+        one_minus_beta1: 0.1,
+        one_minus_beta2: 1e-3,
+        step_size: 2e-3,
+        bias_correction2_sqrt: 0.0447,
+        eps: 1e-8,
+    };
+    let mut group = c.benchmark_group("blocks");
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function("adam_0.89M/kernel", |b| {
+        b.iter(|| {
+            let op = AdamUpdate {
+                params: &mut p,
+                grads: black_box(&grads),
+                m: &mut m,
+                v: &mut v,
+                step,
+            };
+            adam_update(fused_rnn_kernels::arch(), op)
+        })
+    });
+    group.bench_function("adam_0.89M/reference", |b| {
+        b.iter(|| naive::adam_update(&mut p, black_box(&grads), &mut m, &mut v, step))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, blocks, embedding_into_lstm, adam);
 criterion_main!(benches);

@@ -73,6 +73,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/math.rs"),
     ),
     (
+        "kernels/src/optim.rs",
+        include_str!("../../kernels/src/optim.rs"),
+    ),
+    (
         "kernels/src/peak.rs",
         include_str!("../../kernels/src/peak.rs"),
     ),
@@ -119,6 +123,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "kernels/src/reference/module.rs",
         include_str!("../../kernels/src/reference/module.rs"),
+    ),
+    (
+        "kernels/src/reference/optim.rs",
+        include_str!("../../kernels/src/reference/optim.rs"),
     ),
     (
         "kernels/src/reference/rnn.rs",

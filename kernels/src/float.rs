@@ -106,6 +106,8 @@ pub trait Float:
     fn v_mul<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
     /// `a / b`.
     fn v_div<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
+    /// The square root, correctly rounded (as [`Float::sqrt`]).
+    fn v_sqrt<S: Simd>(s: S, a: Self::V<S>) -> Self::V<S>;
     /// `a * b + c`, fused where the instruction set has FMA (pulp's `mul_add_e`).
     fn v_mul_add<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S>;
     /// `|a|`.
@@ -147,7 +149,7 @@ macro_rules! impl_float {
     (
         $t:ident, $name:literal,
         splat = $splat:ident, add = $add:ident, sub = $sub:ident, mul = $mul:ident,
-        div = $div:ident, fma = $fma:ident, abs = $abs:ident, and = $and:ident, or = $or:ident,
+        div = $div:ident, sqrt = $sqrt:ident, fma = $fma:ident, abs = $abs:ident, and = $and:ident, or = $or:ident,
         lt = $lt:ident, gt = $gt:ident, eq = $eq:ident, select = $select:ident,
         pload = $pload:ident, pstore = $pstore:ident, split = $split:ident,
         split_mut = $split_mut:ident, sum = $sum:ident, vec = $vec:ident, mask = $mask:ident,
@@ -243,6 +245,10 @@ macro_rules! impl_float {
                 s.$div(a, b)
             }
             #[inline(always)]
+            fn v_sqrt<S: Simd>(s: S, a: S::$vec) -> S::$vec {
+                s.$sqrt(a)
+            }
+            #[inline(always)]
             fn v_mul_add<S: Simd>(s: S, a: S::$vec, b: S::$vec, c: S::$vec) -> S::$vec {
                 s.$fma(a, b, c)
             }
@@ -335,6 +341,7 @@ impl_float!(
     sub = sub_f32s,
     mul = mul_f32s,
     div = div_f32s,
+    sqrt = sqrt_f32s,
     fma = mul_add_e_f32s,
     abs = abs_f32s,
     and = and_f32s,
@@ -365,6 +372,7 @@ impl_float!(
     sub = sub_f64s,
     mul = mul_f64s,
     div = div_f64s,
+    sqrt = sqrt_f64s,
     fma = mul_add_e_f64s,
     abs = abs_f64s,
     and = and_f64s,

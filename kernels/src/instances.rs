@@ -24,6 +24,7 @@ use pulp::Arch;
 use crate::gemm::packed::Product;
 use crate::gemm::packed::group::Group;
 use crate::math::MapOp;
+use crate::optim::{AdagradUpdate, AdamUpdate};
 use crate::pointwise::Units;
 use crate::pointwise::gru::{
     GruBwdPointwise, GruBwdPointwiseGates, GruBwdPointwiseOut, GruFwdPointwise,
@@ -82,6 +83,10 @@ instances! {
     __kernel_rnn_fwd: Units<RnnFwdPointwise<'_, Self>>;
     /// [`crate::pointwise::rnn::rnn_bwd_pointwise`].
     __kernel_rnn_bwd: RnnBwdPointwise<'_, Self>;
+    /// [`crate::optim::adam_update`].
+    __kernel_adam: AdamUpdate<'_, Self>;
+    /// [`crate::optim::adagrad_update`].
+    __kernel_adagrad: AdagradUpdate<'_, Self>;
 }
 
 #[cfg(test)]

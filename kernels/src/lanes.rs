@@ -81,6 +81,11 @@ impl<S: Simd, T: Float> Lanes<S, T> {
     pub fn div(self, a: V<S, T>, b: V<S, T>) -> V<S, T> {
         T::v_div(self.simd, a, b)
     }
+    /// The square root, correctly rounded.
+    #[inline(always)]
+    pub fn sqrt(self, a: V<S, T>) -> V<S, T> {
+        T::v_sqrt(self.simd, a)
+    }
     /// `a * b + c` (fused where the instruction set has FMA).
     #[inline(always)]
     pub fn mul_add(self, a: V<S, T>, b: V<S, T>, c: V<S, T>) -> V<S, T> {

@@ -7,6 +7,7 @@
 //!   after or before the recurrent product) and vanilla RNN (tanh, relu).
 //! * [`math`]: vector exp, sigmoid and tanh with documented error bounds.
 //! * [`gemm`](mod@gemm): `C <- alpha A B + beta C` behind checked strided views.
+//! * [`optim`]: Adam's and Adagrad's updates, register by register.
 //! * [`reference`](mod@reference): naive f64 twins of every kernel, straight from the equations, plus whole
 //!   sequence references; tests, benches and fuzz targets import them from here.
 //!
@@ -24,6 +25,7 @@ pub mod huge_pages;
 mod instances;
 pub mod lanes;
 pub mod math;
+pub mod optim;
 pub mod peak;
 pub mod pointwise;
 pub mod reference;

@@ -4,6 +4,7 @@ use super::{Optimizer, check_shapes, size_state, update_in_pieces};
 use crate::config::Parallelism;
 use crate::error::Error;
 use fused_rnn_kernels::Float;
+use fused_rnn_kernels::optim::{AdagradUpdate, adagrad_update};
 
 /// Adagrad with PyTorch's `torch.optim.Adagrad` update (no decay):
 /// `s += g^2; p -= lr * g / (sqrt(s) + eps)`. The min-char-rnn uses it with lr 0.1.
@@ -41,12 +42,17 @@ impl<T: Float> Optimizer<T> for Adagrad<T> {
         size_state(&mut self.sum_sq, params);
         self.steps += 1;
         let (lr, eps) = (T::from_f64(self.lr), T::from_f64(self.eps));
+        let arch = fused_rnn_kernels::arch();
         for ((p, &g), s) in params.iter_mut().zip(grads).zip(&mut self.sum_sq) {
-            update_in_pieces(self.parallelism, (p, g), [s], &|p, g, [s]| {
-                for ((p, &g), s) in p.iter_mut().zip(g).zip(s.iter_mut()) {
-                    *s += g * g;
-                    *p -= lr * g / (s.sqrt() + eps);
-                }
+            update_in_pieces(self.parallelism, (p, g), [s], &|params, grads, [sum_sq]| {
+                let op = AdagradUpdate {
+                    params,
+                    grads,
+                    sum_sq,
+                    lr,
+                    eps,
+                };
+                adagrad_update(arch, op);
             });
         }
         Ok(())

@@ -4,6 +4,7 @@ use super::{Optimizer, check_shapes, size_state, update_in_pieces};
 use crate::config::Parallelism;
 use crate::error::Error;
 use fused_rnn_kernels::Float;
+use fused_rnn_kernels::optim::{AdamStep, AdamUpdate, adam_update};
 
 /// Adam with PyTorch's `torch.optim.Adam` update (no weight decay, no amsgrad):
 ///
@@ -53,23 +54,35 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         self.steps += 1;
         let (b1, b2) = self.betas;
         let t = self.steps as i32;
-        let step_size = T::from_f64(self.lr / (1.0 - b1.powi(t)));
-        let bc2_sqrt = T::from_f64((1.0 - b2.powi(t)).sqrt());
-        let (b1, b2, eps) = (T::from_f64(b1), T::from_f64(b2), T::from_f64(self.eps));
-        let (one_b1, one_b2) = (T::ONE - b1, T::ONE - b2);
+        let step = AdamStep {
+            beta2: T::from_f64(b2),
+            one_minus_beta1: T::ONE - T::from_f64(b1),
+            one_minus_beta2: T::ONE - T::from_f64(b2),
+            step_size: T::from_f64(self.lr / (1.0 - b1.powi(t))),
+            bias_correction2_sqrt: T::from_f64((1.0 - b2.powi(t)).sqrt()),
+            eps: T::from_f64(self.eps),
+        };
+        let arch = fused_rnn_kernels::arch();
         for ((p, &g), (m, v)) in params
             .iter_mut()
             .zip(grads)
             .zip(self.m.iter_mut().zip(&mut self.v))
         {
-            update_in_pieces(self.parallelism, (p, g), [m, v], &|p, g, [m, v]| {
-                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    *m = *m + one_b1 * (g - *m);
-                    *v = b2 * *v + one_b2 * g * g;
-                    let denom = v.sqrt() / bc2_sqrt + eps;
-                    *p -= step_size * *m / denom;
-                }
-            });
+            update_in_pieces(
+                self.parallelism,
+                (p, g),
+                [m, v],
+                &|params, grads, [m, v]| {
+                    let op = AdamUpdate {
+                        params,
+                        grads,
+                        m,
+                        v,
+                        step,
+                    };
+                    adam_update(arch, op);
+                },
+            );
         }
         Ok(())
     }

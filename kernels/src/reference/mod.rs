@@ -8,5 +8,6 @@ pub mod gru;
 pub mod lstm;
 pub mod math;
 pub mod module;
+pub mod optim;
 pub mod rnn;
 pub mod seq;
