@@ -14,14 +14,18 @@
 
 use fused_rnn_kernels::{Arch, CellKind, Float};
 
+use arrayvec::ArrayVec;
+
 use super::driver::{fill_rows, for_rows};
+use super::plan::{pass_threads, run_tasks};
 use super::products::{
     DirGrads, InputBlock, input_gradients, input_weight_gradients, project_inputs,
 };
 use super::{DirSpec, DirWeights};
+use crate::config::Parallelism;
 use crate::error::{Error, add, mul};
 use crate::input::Tokens;
-use crate::layout::{Carver, Dims};
+use crate::layout::{Carver, Dims, MAX_TASKS};
 
 /// Whether layer 0 projects the table (fewer rows than the call's `T*B`) rather than the
 /// looked-up rows.
@@ -138,8 +142,8 @@ pub(crate) fn token_gradients<T: Float>(
     let (dp, dp_n) = (c.take(vocab * gh), c.take(vocab * n_w));
     dp.fill(T::ZERO);
     dp_n.fill(T::ZERO);
-    sum_by_id(d, tokens.ids, (g.dg, gh), dp);
-    sum_by_id(d, tokens.ids, (g.d_an, n_w), dp_n);
+    sum_by_id(threads.1, d, tokens.ids, (g.dg, gh), dp);
+    sum_by_id(threads.1, d, tokens.ids, (g.d_an, n_w), dp_n);
     let sv = table_spec(s, vocab);
     let gv = DirGrads {
         dg: dp,
@@ -175,18 +179,121 @@ fn row_gradients<T: Float>(
     if !out.add {
         d_table.fill(T::ZERO);
     }
-    sum_by_id(d, tokens.ids, (rows, i), d_table);
+    sum_by_id(threads.1, d, tokens.ids, (rows, i), d_table);
 }
 
 /// `to[id] += from[row]` for every chunk-major row of `width` values (none for 0), rows in
-/// a fixed order (deterministic).
-fn sum_by_id<T: Float>(d: &Dims, ids: &[usize], (from, width): (&[T], usize), to: &mut [T]) {
+/// a fixed order (deterministic). A large pass runs on the pool's threads (`threads` 0, see
+/// [`pass_threads`]), each summing the rows of its own range of ids (cut so that the ranges
+/// have about as many rows each): every id's sum is then in the same row order whatever
+/// the threads, so the bits are too.
+fn sum_by_id<T: Float + Send + Sync>(
+    threads: usize,
+    d: &Dims,
+    ids: &[usize],
+    (from, width): (&[T], usize),
+    to: &mut [T],
+) {
     if width == 0 {
         return;
     }
-    for_rows(d, |user, cm| {
-        let (id, row) = (ids[user], &from[cm * width..(cm + 1) * width]);
-        let sums = &mut to[id * width..(id + 1) * width];
-        sums.iter_mut().zip(row).for_each(|(t, &f)| *t += f);
+    let parts = pass_threads(threads, from.len()).min(MAX_TASKS);
+    if parts <= 1 {
+        return sum_ids_in(d, ids, (from, width), (to, 0));
+    }
+    let vocab = to.len() / width;
+    let mut tasks: ArrayVec<Option<(&mut [T], usize)>, MAX_TASKS> = ArrayVec::new();
+    let (mut rest, mut first) = (to, 0);
+    for part in 1..=parts {
+        let end = if part == parts {
+            vocab
+        } else {
+            id_with_rows_below(ids, first, vocab, ids.len() * part / parts)
+        };
+        let (own, tail) = std::mem::take(&mut rest).split_at_mut((end - first) * width);
+        tasks.push(Some((own, first)));
+        (rest, first) = (tail, end);
+    }
+    run_tasks(Parallelism::Rayon, &mut tasks, |sums| {
+        sum_ids_in(d, ids, (from, width), sums)
     });
+}
+
+/// The smallest id in `lo..=hi` with at least `rows` of `ids` below it (`hi` if none).
+fn id_with_rows_below(ids: &[usize], lo: usize, hi: usize, rows: usize) -> usize {
+    let (mut lo, mut hi) = (lo, hi);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ids.iter().filter(|&&id| id < mid).count() >= rows {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+/// [`sum_by_id`] on this thread for the ids `first..` that `sums` holds the rows of.
+fn sum_ids_in<T: Float>(
+    d: &Dims,
+    ids: &[usize],
+    (from, width): (&[T], usize),
+    (sums, first): (&mut [T], usize),
+) {
+    let ids_held = first..first + sums.len() / width;
+    for_rows(d, |user, cm| {
+        let id = ids[user];
+        if ids_held.contains(&id) {
+            let row = &from[cm * width..(cm + 1) * width];
+            let at = (id - first) * width;
+            let sum = &mut sums[at..at + width];
+            sum.iter_mut().zip(row).for_each(|(t, &f)| *t += f);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, SeqShape};
+
+    /// Sums by id on the pool (large enough to split: `PAR_PASS_ELEMS` values) have the bits
+    /// of one thread for 2 and 3 threads, with ids skewed as characters are, and some never
+    /// seen.
+    #[test]
+    fn sums_by_id_on_the_pool_have_the_bits_of_one_thread() {
+        let (steps, batch, width, vocab) = (64, 40, 1024, 97);
+        let d = Dims::new(&Config::lstm(8, 8), SeqShape::new(steps, batch));
+        let rows = steps * batch;
+        assert!(rows * width >= super::super::plan::PAR_PASS_ELEMS);
+        let ids: Vec<usize> = (0..rows)
+            .map(|r| ((r * 7919) % 1000).pow(2) / 12_000 % (vocab - 3))
+            .collect();
+        let from: Vec<f32> = (0..rows * width)
+            .map(|i| ((i * 7919) % 1999) as f32 / 1999.0 - 0.5)
+            .collect();
+        let run = |threads: usize, pool: usize| {
+            let mut to = vec![0.25f32; vocab * width];
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(pool)
+                .build()
+                .unwrap();
+            pool.install(|| sum_by_id(threads, &d, &ids, (&from, width), &mut to));
+            to.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        let want = run(1, 1);
+        assert!(want.iter().any(|&b| b != 0.25f32.to_bits()));
+        for pool in [2, 3] {
+            assert!(run(0, pool) == want, "{pool} threads");
+        }
+    }
+
+    #[test]
+    fn id_ranges_hold_about_equal_rows() {
+        let ids = [0, 0, 0, 0, 1, 2, 2, 5];
+        assert_eq!(id_with_rows_below(&ids, 0, 6, 4), 1);
+        assert_eq!(id_with_rows_below(&ids, 0, 6, 5), 2);
+        assert_eq!(id_with_rows_below(&ids, 0, 6, 8), 6);
+        assert_eq!(id_with_rows_below(&ids, 3, 6, 7), 3);
+    }
 }
