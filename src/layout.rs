@@ -66,6 +66,8 @@ pub(crate) struct Dims {
     pub layers: usize,
     pub cell: CellKind,
     pub proj: usize,
+    /// Whether the layers have biases (backward then sums them as it goes).
+    pub bias: bool,
     pub dropout: bool,
     pub batch_major: bool,
     pub chunks: usize,
@@ -84,6 +86,7 @@ impl Dims {
             layers: config.num_layers,
             cell: config.cell,
             proj: config.proj_size,
+            bias: config.bias,
             dropout: config.dropout > 0.0,
             batch_major: config.layout == SeqLayout::BatchMajor,
             chunks: batch_chunks(shape.batch),
@@ -257,14 +260,14 @@ pub(crate) fn bwd_task_len(d: &Dims, rows: usize) -> usize {
 }
 
 /// Values of one chunk's bias sums: the column sums of its gate gradients (`G*H`), then for
-/// a reset-after GRU those of the input side of n (`H`).
+/// a reset-after GRU those of the input side of n (`H`); none without biases.
 pub(crate) fn bias_sums_width(d: &Dims) -> usize {
-    d.gh()
-        + if d.cell == (CellKind::Gru { reset_after: true }) {
-            d.hidden
-        } else {
-            0
-        }
+    let n = if d.cell == (CellKind::Gru { reset_after: true }) {
+        d.hidden
+    } else {
+        0
+    };
+    if d.bias { d.gh() + n } else { 0 }
 }
 
 /// `gemm_packed`'s scratch for a step product's left operand (`rows` rows of h or of the

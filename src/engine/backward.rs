@@ -43,7 +43,7 @@ pub(crate) struct BwdScratch<'a, T> {
     /// `[Bc][H]`: `d(r*h)` (reset-before GRU) or dL/d(o tanh c) (projected LSTM).
     pub step: &'a mut [T],
     /// Out: the column sums of this chunk's gate gradients over all its steps, `[G*H]`, then
-    /// of `d_an` (`[H]`, reset-after GRU), for the bias gradients (see
+    /// of `d_an` (`[H]`, reset-after GRU), for the bias gradients (empty without biases; see
     /// [`crate::layout::bias_sums_width`]). Summed as each step's rows are written, while
     /// they are in cache: a pass over all of dG afterwards reads it back from L3 or memory.
     pub bias_sums: &'a mut [T],
@@ -169,8 +169,11 @@ impl<'a, T: Float> DirBackward<'a, T> {
     }
 
     /// Adds step `t`'s gate gradient rows (and `d_an`'s) to the chunk's bias sums, in row
-    /// order (padding rows are zero).
+    /// order (padding rows are zero); nothing without biases (no sums).
     fn add_bias_sums(&mut self, t: usize) {
+        if self.scratch.bias_sums.is_empty() {
+            return;
+        }
         let s = self.spec;
         let (b, gh, h) = (s.batch, s.gh(), s.hidden);
         let (dg_sums, an_sums) = self.scratch.bias_sums.split_at_mut(gh);

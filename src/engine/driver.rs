@@ -776,7 +776,7 @@ pub(crate) fn backward<T: Float>(
                     std::mem::take(&mut sh[dir]),
                     std::mem::take(&mut sc_rows[dir]),
                 );
-                let sums = bias_dir.chunks_exact_mut(bias_sums_width(&d));
+                let mut sums = Carver::new(bias_dir);
                 let parts = tapes
                     .into_iter()
                     .zip(dg)
@@ -784,9 +784,9 @@ pub(crate) fn backward<T: Float>(
                     .zip(pr)
                     .zip(hs)
                     .zip(cs)
-                    .zip(sums)
                     .enumerate();
-                for (chunk, ((((((tape, dg), d_an), dh_all), d_h), d_c), bias_sums)) in parts {
+                for (chunk, (((((tape, dg), d_an), dh_all), d_h), d_c)) in parts {
+                    let bias_sums = sums.take(bias_sums_width(&d));
                     let range = d.chunk(chunk);
                     let scratch = scratch.take(bwd_task_len(&d, range.len()));
                     tasks.push(Some(BwdTask {
