@@ -13,8 +13,11 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fused_rnn::nn::{Embedding, softmax_cross_entropy};
 use fused_rnn::{Backward, Config, Input, Parallelism, Recurrent, Reserve, SeqShape, Workspace};
+use fused_rnn_kernels::Rows;
 use fused_rnn_kernels::optim::{AdamStep, AdamUpdate, adam_update};
 use fused_rnn_kernels::reference::optim as naive;
+use fused_rnn_kernels::reference::sums as naive_sums;
+use fused_rnn_kernels::sums::{AddRows, add_rows};
 
 fn blocks(c: &mut Criterion) {
     let (rows, classes) = (32 * 64, 97);
@@ -132,5 +135,37 @@ fn adam(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, blocks, embedding_into_lstm, adam);
+/// One char-rnn step's bias sums of a layer: 32 rows of 4H = 1024 gate gradients into the
+/// sums, 64 times (the steps of a window), kernel and reference.
+fn bias_sums(c: &mut Criterion) {
+    let (rows, width, steps) = (32, 1024, 64);
+    let dg: Vec<f32> = (0..rows * width)
+        .map(|i| ((i * 7919) % 2000) as f32 / 2e5 - 5e-3)
+        .collect();
+    let view = Rows::contiguous(&dg, rows, width);
+    let mut sums = vec![0.0f32; width];
+    let mut group = c.benchmark_group("blocks");
+    group.throughput(Throughput::Elements((rows * width * steps) as u64));
+    group.bench_function("bias_sums_64x32x1024/kernel", |b| {
+        b.iter(|| {
+            for _ in 0..steps {
+                let op = AddRows {
+                    acc: &mut sums,
+                    rows: black_box(view),
+                };
+                add_rows(fused_rnn_kernels::arch(), op);
+            }
+        })
+    });
+    group.bench_function("bias_sums_64x32x1024/reference", |b| {
+        b.iter(|| {
+            for _ in 0..steps {
+                naive_sums::add_rows(&mut sums, black_box(view));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, blocks, embedding_into_lstm, adam, bias_sums);
 criterion_main!(benches);

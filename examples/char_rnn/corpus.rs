@@ -137,6 +137,14 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/reference/seq.rs"),
     ),
     (
+        "kernels/src/reference/sums.rs",
+        include_str!("../../kernels/src/reference/sums.rs"),
+    ),
+    (
+        "kernels/src/sums.rs",
+        include_str!("../../kernels/src/sums.rs"),
+    ),
+    (
         "kernels/src/testing/alloc.rs",
         include_str!("../../kernels/src/testing/alloc.rs"),
     ),

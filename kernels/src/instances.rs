@@ -32,6 +32,7 @@ use crate::pointwise::gru::{
 };
 use crate::pointwise::lstm::{LstmBwdPointwise, LstmFwdPointwise};
 use crate::pointwise::rnn::{RnnBwdPointwise, RnnFwdPointwise};
+use crate::sums::AddRows;
 
 /// Declares [`Instances`] with one method per kernel body (`name: the body's type`, with
 /// `Self` the element type), each running its body through `arch.dispatch`, and implements
@@ -87,6 +88,8 @@ instances! {
     __kernel_adam: AdamUpdate<'_, Self>;
     /// [`crate::optim::adagrad_update`].
     __kernel_adagrad: AdagradUpdate<'_, Self>;
+    /// [`crate::sums::add_rows`].
+    __kernel_add_rows: AddRows<'_, Self>;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! * [`math`]: vector exp, sigmoid and tanh with documented error bounds.
 //! * [`gemm`](mod@gemm): `C <- alpha A B + beta C` behind checked strided views.
 //! * [`optim`]: Adam's and Adagrad's updates, register by register.
+//! * [`sums`]: sums of rows (bias gradients), register by register.
 //! * [`reference`](mod@reference): naive f64 twins of every kernel, straight from the equations, plus whole
 //!   sequence references; tests, benches and fuzz targets import them from here.
 //!
@@ -29,6 +30,7 @@ pub mod optim;
 pub mod peak;
 pub mod pointwise;
 pub mod reference;
+pub mod sums;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod view;

@@ -12,6 +12,7 @@ use fused_rnn_kernels::pointwise::gru::{
 };
 use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwise, lstm_bwd_pointwise};
 use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
+use fused_rnn_kernels::sums::{AddRows, add_rows};
 use fused_rnn_kernels::{Arch, CellKind, Float, MatRef, Rows};
 
 use super::plan::{StepScratch, step_product};
@@ -177,13 +178,23 @@ impl<'a, T: Float> DirBackward<'a, T> {
         let s = self.spec;
         let (b, gh, h) = (s.batch, s.gh(), s.hidden);
         let (dg_sums, an_sums) = self.scratch.bias_sums.split_at_mut(gh);
-        for row in self.scratch.dg[t * b * gh..(t + 1) * b * gh].chunks_exact(gh) {
-            add_into(dg_sums, row);
-        }
+        let dg = rows(&self.scratch.dg[t * b * gh..(t + 1) * b * gh], b, gh);
+        add_rows(
+            self.arch,
+            AddRows {
+                acc: dg_sums,
+                rows: dg,
+            },
+        );
         if !an_sums.is_empty() {
-            for row in self.scratch.d_an[t * b * h..(t + 1) * b * h].chunks_exact(h) {
-                add_into(an_sums, row);
-            }
+            let d_an = rows(&self.scratch.d_an[t * b * h..(t + 1) * b * h], b, h);
+            add_rows(
+                self.arch,
+                AddRows {
+                    acc: an_sums,
+                    rows: d_an,
+                },
+            );
         }
     }
 

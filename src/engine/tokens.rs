@@ -12,7 +12,8 @@
 //! layer 0 then looks the rows up into a `T*B x I` scratch and runs as on x, and dL/dtable
 //! sums dL/dx by id. Either way token input costs no more than looking the rows up first.
 
-use fused_rnn_kernels::{Arch, CellKind, Float};
+use fused_rnn_kernels::sums::{AddRows, add_rows};
+use fused_rnn_kernels::{Arch, CellKind, Float, Rows};
 
 use arrayvec::ArrayVec;
 
@@ -241,13 +242,20 @@ fn sum_ids_in<T: Float>(
     (sums, first): (&mut [T], usize),
 ) {
     let ids_held = first..first + sums.len() / width;
+    let arch = fused_rnn_kernels::arch();
     for_rows(d, |user, cm| {
         let id = ids[user];
         if ids_held.contains(&id) {
             let row = &from[cm * width..(cm + 1) * width];
             let at = (id - first) * width;
-            let sum = &mut sums[at..at + width];
-            sum.iter_mut().zip(row).for_each(|(t, &f)| *t += f);
+            let acc = &mut sums[at..at + width];
+            add_rows(
+                arch,
+                AddRows {
+                    acc,
+                    rows: Rows::contiguous(row, 1, width),
+                },
+            );
         }
     });
 }

@@ -6,7 +6,8 @@ use rand::{Rng, SeedableRng};
 use crate::config::Parallelism;
 use crate::engine::plan::gemm_threads;
 use crate::error::{Error, check_len, mul};
-use fused_rnn_kernels::{Float, MatMut, MatRef, gemm};
+use fused_rnn_kernels::sums::{AddRows, add_rows};
+use fused_rnn_kernels::{Float, MatMut, MatRef, Rows, gemm};
 
 /// A dense layer from `inputs` to `outputs` features, with bias.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,11 +134,14 @@ impl<T: Float> Linear<T> {
             T::ONE,
             MatMut::row_major(&mut grads.weight, o, i, i),
         );
-        for row in dy.chunks_exact(o) {
-            for (b, &g) in grads.bias.iter_mut().zip(row) {
-                *b += g;
-            }
-        }
+        let dy_rows = Rows::contiguous(dy, rows, o);
+        add_rows(
+            arch,
+            AddRows {
+                acc: &mut grads.bias,
+                rows: dy_rows,
+            },
+        );
         if let Some(dx) = dx {
             let w = MatRef::row_major(&self.weight, o, i, i);
             gemm(

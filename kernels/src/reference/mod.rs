@@ -11,3 +11,4 @@ pub mod module;
 pub mod optim;
 pub mod rnn;
 pub mod seq;
+pub mod sums;

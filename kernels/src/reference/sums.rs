@@ -1,0 +1,13 @@
+//! The sums of [`crate::sums`], one element at a time.
+
+use crate::float::Float;
+use crate::view::Rows;
+
+/// `acc += each row`, row by row (see [`crate::sums::AddRows`]).
+pub fn add_rows<T: Float>(acc: &mut [T], rows: Rows<'_, T>) {
+    for r in 0..rows.rows() {
+        for (a, &x) in acc.iter_mut().zip(rows.row(r)) {
+            *a += x;
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Sums of rows into an accumulator, a register of columns at a time: the bias gradients
+//! (each step's gate-gradient rows, a linear layer's output gradients) and the sums of rows
+//! by token id. As plain Rust, compiled for baseline x86-64 (SSE2, 4 lanes), the char-rnn's
+//! per-step bias sums alone took about 0.4 ms of a 108 ms training step.
+//!
+//! Each column adds the rows in their order, one rounded addition at a time, as the scalar
+//! loop does, so the sums have the bits of their reference ([`crate::reference::sums`]) on
+//! every instruction set.
+
+use pulp::{Arch, Simd, WithSimd};
+
+use crate::float::Float;
+use crate::view::Rows;
+
+/// Registers of the accumulator held across the rows at a time.
+const BLOCK: usize = 8;
+
+/// `acc[j] += rows[0][j]`, then `+= rows[1][j]`, ... for every column `j`.
+pub struct AddRows<'a, T> {
+    /// The sums, one per column, added to in place.
+    pub acc: &'a mut [T],
+    /// The rows to add, each as long as `acc`.
+    pub rows: Rows<'a, T>,
+}
+
+impl<T: Float> WithSimd for AddRows<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let AddRows { acc, rows } = self;
+        let (regs, tail) = T::v_split_mut::<S>(acc);
+        let full = regs.len();
+        for k0 in (0..full).step_by(BLOCK) {
+            let k1 = (k0 + BLOCK).min(full);
+            let mut held = [T::v_splat(s, T::ZERO); BLOCK];
+            held[..k1 - k0].copy_from_slice(&regs[k0..k1]);
+            for r in 0..rows.rows() {
+                let row = &T::v_split::<S>(rows.row(r)).0[k0..k1];
+                for (h, &x) in held.iter_mut().zip(row) {
+                    *h = T::v_add(s, *h, x);
+                }
+            }
+            regs[k0..k1].copy_from_slice(&held[..k1 - k0]);
+        }
+        let start = full * T::lanes::<S>();
+        for r in 0..rows.rows() {
+            for (a, &x) in tail.iter_mut().zip(&rows.row(r)[start..]) {
+                *a += x;
+            }
+        }
+    }
+}
+
+/// Runs an [`AddRows`] on `arch`.
+///
+/// # Panics
+/// If the rows and `acc` differ in length.
+#[track_caller]
+pub fn add_rows<T: Float>(arch: Arch, op: AddRows<'_, T>) {
+    assert!(
+        op.rows.rows() == 0 || op.rows.cols() == op.acc.len(),
+        "add_rows: rows of {} columns into {} sums",
+        op.rows.cols(),
+        op.acc.len()
+    );
+    T::__kernel_add_rows(arch, op);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::sums as naive;
+    use proptest::prelude::*;
+
+    fn bits<T: Float>(v: &[T]) -> Vec<u64> {
+        v.iter().map(|x| x.to_f64().to_bits()).collect()
+    }
+
+    /// `rows` rows of `cols` at a stride of `cols + pad`, plus the starting sums.
+    fn case<T: Float>(values: &[f64], (rows, cols, pad): (usize, usize, usize)) {
+        let at = |i: usize| T::from_f64(values[i % values.len()] * (1.0 + i as f64 / 7.0));
+        let stride = cols + pad;
+        let data: Vec<T> = (0..rows * stride).map(at).collect();
+        let acc0: Vec<T> = (0..cols).map(|j| at(j + 3)).collect();
+        let view = Rows::new(&data, rows, cols, stride);
+        let mut want = acc0.clone();
+        naive::add_rows(&mut want, view);
+        for arch in crate::available_archs() {
+            let mut acc = acc0.clone();
+            add_rows(
+                arch,
+                AddRows {
+                    acc: &mut acc,
+                    rows: view,
+                },
+            );
+            assert_eq!(bits(&acc), bits(&want), "{arch:?}");
+        }
+    }
+
+    proptest! {
+        /// The bits of the scalar loop on every instruction set, at every width (1, odd,
+        /// non-multiples of the register, several blocks), for 0 to 9 rows of values of
+        /// mixed magnitudes and strided rows.
+        #[test]
+        fn sums_have_the_references_bits(
+            values in prop::collection::vec(
+                prop_oneof![-1e-6f64..1e-6, -10.0f64..10.0, -1e30f64..1e30],
+                1..40,
+            ),
+            rows in 0usize..10,
+            cols in 1usize..300,
+            pad in 0usize..3,
+        ) {
+            case::<f32>(&values, (rows, cols, pad));
+            case::<f64>(&values, (rows, cols, pad));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "add_rows: rows of 3 columns into 2 sums")]
+    fn rows_of_another_width_are_refused() {
+        let data = [1.0f32; 6];
+        let mut acc = [0.0f32; 2];
+        let rows = Rows::new(&data, 2, 3, 3);
+        add_rows(
+            crate::arch(),
+            AddRows {
+                acc: &mut acc,
+                rows,
+            },
+        );
+    }
+}
