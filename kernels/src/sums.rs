@@ -66,6 +66,16 @@ pub fn add_rows<T: Float>(arch: Arch, op: AddRows<'_, T>) {
     T::__kernel_add_rows(arch, op);
 }
 
+/// `acc += v`, element by element: [`add_rows`] with one row.
+///
+/// # Panics
+/// If `acc` and `v` differ in length.
+#[track_caller]
+pub fn add_slice<T: Float>(arch: Arch, acc: &mut [T], v: &[T]) {
+    let rows = Rows::contiguous(v, 1, v.len());
+    add_rows(arch, AddRows { acc, rows });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

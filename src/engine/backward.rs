@@ -12,7 +12,7 @@ use fused_rnn_kernels::pointwise::gru::{
 };
 use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwise, lstm_bwd_pointwise};
 use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
-use fused_rnn_kernels::sums::{AddRows, add_rows};
+use fused_rnn_kernels::sums::{AddRows, add_rows, add_slice};
 use fused_rnn_kernels::{Arch, CellKind, Float, MatRef, Rows};
 
 use super::plan::{StepScratch, step_product};
@@ -111,8 +111,8 @@ impl<'a, T: Float> DirBackward<'a, T> {
 
     /// What reaches the initial position is the initial state's gradient.
     pub(super) fn finish(self, bufs: Carries<'_, T>) {
-        add_into(self.arch, self.d_h, bufs.dh[bufs.cur]);
-        add_into(self.arch, self.d_c, bufs.dc[bufs.cur]);
+        add_slice(self.arch, self.d_h, bufs.dh[bufs.cur]);
+        add_slice(self.arch, self.d_c, bufs.dc[bufs.cur]);
     }
 
     /// The operands of step `t`'s last product, `dh_out (+)= dG[:, ..cols] W_hh[..cols]`:
@@ -330,11 +330,11 @@ impl<'a, T: Float> DirBackward<'a, T> {
         let (h, hout, nxt) = (s.hidden, s.hout, c.cur ^ 1);
         for b in (0..s.batch).filter(|&b| self.masks.reset_at_entry(&s, t, b)) {
             let dh = &mut c.dh[nxt][b * hout..(b + 1) * hout];
-            add_into(self.arch, &mut self.d_h[b * hout..(b + 1) * hout], dh);
+            add_slice(self.arch, &mut self.d_h[b * hout..(b + 1) * hout], dh);
             dh.fill(T::ZERO);
             if s.cell.has_cell_state() {
                 let dc = &mut c.dc[nxt][b * h..(b + 1) * h];
-                add_into(self.arch, &mut self.d_c[b * h..(b + 1) * h], dc);
+                add_slice(self.arch, &mut self.d_c[b * h..(b + 1) * h], dc);
                 dc.fill(T::ZERO);
             }
         }
@@ -392,10 +392,4 @@ fn pass_padding<T: Float>(masks: &Masks<'_>, t: usize, from: &[T], to: &mut [T],
             dst.copy_from_slice(src);
         }
     }
-}
-
-/// `acc += v`, element by element (the sums kernel with one row).
-fn add_into<T: Float>(arch: Arch, acc: &mut [T], v: &[T]) {
-    let rows = Rows::contiguous(v, 1, v.len());
-    add_rows(arch, AddRows { acc, rows });
 }

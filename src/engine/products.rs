@@ -8,7 +8,8 @@
 //! layer-0 input `[T*B][I]`, or for upper layers one `[T*B][Hout]` block per direction of the
 //! layer below (their concatenation is PyTorch's `[forward, reverse]` input).
 
-use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, gemm, gemm_prepacked, gemm_stacked};
+use fused_rnn_kernels::sums::{AddRows, add_rows};
+use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, Rows, gemm, gemm_prepacked, gemm_stacked};
 
 use arrayvec::ArrayVec;
 
@@ -143,9 +144,9 @@ pub(crate) fn weight_gradients<T: Float>(
         let sums =
             |from: usize, cols: usize| MatRef::new(&g.bias_sums[from..], d.chunks, cols, width, 1);
         let (db_ih, db_ih_n) = db_ih.split_at_mut(split);
-        column_sums(sums(0, gh), db_ih, db_hh);
+        column_sums(arch, sums(0, gh), db_ih, db_hh);
         if width > gh {
-            column_sums(sums(gh, width - gh), db_ih_n, &mut []);
+            column_sums(arch, sums(gh, width - gh), db_ih_n, &mut []);
         }
     }
 }
@@ -224,22 +225,12 @@ pub(crate) fn input_gradients<T: Float>(
     }
 }
 
-/// `all += sum over rows of m` and `first += ` the same for its first `first.len()` columns
-/// (either may be the shorter, or empty), each column in row order (a fixed order:
-/// deterministic).
-fn column_sums<T: Float>(m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
-    let both = first.len().min(all.len());
-    for i in 0..m.rows() {
-        let row = m.row(i);
-        let (row_both, row_rest) = row.split_at(both);
-        let (f_both, f_rest) = first.split_at_mut(both);
-        let (a_both, a_rest) = all.split_at_mut(both);
-        for ((f, a), &v) in f_both.iter_mut().zip(a_both.iter_mut()).zip(row_both) {
-            *f += v;
-            *a += v;
-        }
-        for (o, &v) in f_rest.iter_mut().chain(a_rest.iter_mut()).zip(row_rest) {
-            *o += v;
-        }
+/// `first += sum over rows of m[.., ..first.len()]` and the same for `all` (either may be the
+/// shorter, or empty), each column in row order (a fixed order: deterministic).
+fn column_sums<T: Float>(arch: Arch, m: MatRef<'_, T>, first: &mut [T], all: &mut [T]) {
+    for acc in [first, all] {
+        debug_assert!(acc.len() <= m.cols());
+        let rows = Rows::new(m.data(), m.rows(), acc.len(), m.row_stride());
+        add_rows(arch, AddRows { acc, rows });
     }
 }

@@ -12,8 +12,8 @@
 //! layer 0 then looks the rows up into a `T*B x I` scratch and runs as on x, and dL/dtable
 //! sums dL/dx by id. Either way token input costs no more than looking the rows up first.
 
-use fused_rnn_kernels::sums::{AddRows, add_rows};
-use fused_rnn_kernels::{Arch, CellKind, Float, Rows};
+use fused_rnn_kernels::sums::add_slice;
+use fused_rnn_kernels::{Arch, CellKind, Float};
 
 use arrayvec::ArrayVec;
 
@@ -248,14 +248,7 @@ fn sum_ids_in<T: Float>(
         if ids_held.contains(&id) {
             let row = &from[cm * width..(cm + 1) * width];
             let at = (id - first) * width;
-            let acc = &mut sums[at..at + width];
-            add_rows(
-                arch,
-                AddRows {
-                    acc,
-                    rows: Rows::contiguous(row, 1, width),
-                },
-            );
+            add_slice(arch, &mut sums[at..at + width], row);
         }
     });
 }
