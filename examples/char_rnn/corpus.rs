@@ -21,6 +21,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../kernels/src/frame.rs"),
     ),
     (
+        "kernels/src/gemm/beside.rs",
+        include_str!("../../kernels/src/gemm/beside.rs"),
+    ),
+    (
         "kernels/src/gemm/mod.rs",
         include_str!("../../kernels/src/gemm/mod.rs"),
     ),

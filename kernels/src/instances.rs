@@ -59,7 +59,7 @@ macro_rules! instances {
 
 instances! {
     /// [`crate::gemm::packed::gemm_packed`].
-    __kernel_product: Product<'_, '_, Self>;
+    __kernel_product: Product<'_, '_, '_, '_, '_, Self>;
     /// [`crate::gemm::packed::group::gemm_packed_group`].
     __kernel_group: Group<'_, '_, '_, Self>;
     /// [`crate::math::map_slice`].

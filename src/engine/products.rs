@@ -8,6 +8,7 @@
 //! layer-0 input `[T*B][I]`, or for upper layers one `[T*B][Hout]` block per direction of the
 //! layer below (their concatenation is PyTorch's `[forward, reverse]` input).
 
+use fused_rnn_kernels::gemm::beside::{Beside, gemm_beside};
 use fused_rnn_kernels::sums::{AddRows, add_rows};
 use fused_rnn_kernels::{Arch, Float, MatMut, MatRef, Rows, gemm, gemm_prepacked, gemm_stacked};
 
@@ -102,15 +103,22 @@ pub(crate) fn weight_gradients<T: Float>(
 ) {
     let (rows, h, hout, gh) = (s.steps * s.batch, s.hidden, s.hout, s.gh());
     let acc_t = |lhs, rhs, out: &mut [T], ld| acc_t((arch, threads), lhs, rhs, out, ld);
-    let split = g.input_side(s).0.cols();
-    if let Some(input) = input {
+    let (x_side, x_side_n) = g.input_side(s);
+    let split = x_side.cols();
+    let reset_before = s.cell == (fused_rnn_kernels::CellKind::Gru { reset_after: false });
+    let recurrent = if reset_before { 2 * h } else { gh };
+    // Where both weights' products multiply the same dG^T (an LSTM or RNN on one block of
+    // input), they share each packed block of it (`gemm_beside`).
+    let shared = match input {
+        Some([blk]) if split == recurrent && x_side_n.is_none() => Some(*blk),
+        _ => None,
+    };
+    if let (Some(input), None) = (input, shared) {
         input_weight_gradients((arch, threads), s, input, g, &mut *grads.w_ih);
     }
     let dg = mat(g.dg, rows, gh);
     let positions = s.steps + 1;
     let first = s.entry(0).min(s.entry(s.steps.saturating_sub(1)));
-    let reset_before = s.cell == (fused_rnn_kernels::CellKind::Gru { reset_after: false });
-    let recurrent = if reset_before { 2 * h } else { gh };
     // Chunk c's states entering steps 0..T: positions first..first+T of its region. The
     // gate gradients' rows are chunk-major too, so dG (all rows) meets the chunks' states
     // stacked: one product, one pass over dW_hh per slice of K rather than per chunk.
@@ -124,7 +132,21 @@ pub(crate) fn weight_gradients<T: Float>(
         .collect();
     let w_hh = MatMut::new(grads.w_hh, recurrent, hout, hout, 1);
     let dg_t = dg.cols_range(0, recurrent).t();
-    gemm_stacked(arch, threads, dg_t, &h_prev, T::ONE, w_hh);
+    match shared {
+        Some(blk) => {
+            let x = [mat(blk.data, rows, blk.width)];
+            let w_ih = MatMut::new(&mut grads.w_ih[blk.col..], gh, blk.width, s.input, 1);
+            let mut products = [
+                Beside { b: &x, c: w_ih },
+                Beside {
+                    b: &h_prev,
+                    c: w_hh,
+                },
+            ];
+            gemm_beside(arch, threads, dg_t, &mut products, T::ONE);
+        }
+        None => gemm_stacked(arch, threads, dg_t, &h_prev, T::ONE, w_hh),
+    }
     if reset_before {
         acc_t(
             dg.cols_range(2 * h, h),

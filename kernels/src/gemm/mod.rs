@@ -21,6 +21,7 @@ use crate::float::Float;
 use packed::PackedRef;
 use stacked::StackedRows;
 
+pub mod beside;
 pub mod packed;
 pub mod scratch;
 pub mod split;
@@ -507,7 +508,7 @@ pub fn slice_k<T>(k: usize, n: usize) -> usize {
 /// H = 128 (K = 3200 in 7 slices of 256 KiB) 13% faster when every part packs its own;
 /// H = 256 to 1760 (slices of 0.4 to 2.8 MiB) the same within noise either way. Half a
 /// core's L2 also bounds the memory each extra thread holds for it.
-const OWN_SLICE_BYTES: usize = 512 << 10;
+pub(crate) const OWN_SLICE_BYTES: usize = 512 << 10;
 
 /// [`gemm`] a slice of `kc` rows of B at a time: each slice packed into this thread's
 /// buffer (on up to `threads` threads), then multiplied (on as many).

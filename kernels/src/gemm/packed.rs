@@ -356,13 +356,44 @@ pub fn gemm_packed<T: Float>(
     if a.rows() == 0 || w.n == 0 {
         return;
     }
+    let outs = &mut [(w, c)];
     T::__kernel_product(
         arch,
         Product {
             a,
-            w,
+            outs,
             beta,
-            c,
+            scratch,
+        },
+    );
+}
+
+/// [`gemm_packed`] for several products that share their A: `C_i <- A W_i + beta C_i` for
+/// every `(W_i, C_i)` of `outs`, each block of A packed once for all of them (see
+/// [`crate::gemm::gemm_beside`]). Every `C_i` gets the bits of its own [`gemm_packed`].
+///
+/// # Panics
+/// As [`gemm_packed`], for every pair.
+#[track_caller]
+pub fn gemm_packed_beside<T: Float>(
+    arch: Arch,
+    a: MatRef<'_, T>,
+    outs: &mut [(PackedRef<'_, T>, MatMut<'_, T>)],
+    beta: T,
+    scratch: &mut [T],
+) {
+    for (w, c) in outs.iter() {
+        check_operands("gemm_packed_beside", a, *w, c, scratch.len());
+    }
+    if a.rows() == 0 || outs.iter().all(|(w, _)| w.n == 0) {
+        return;
+    }
+    T::__kernel_product(
+        arch,
+        Product {
+            a,
+            outs,
+            beta,
             scratch,
         },
     );
@@ -453,15 +484,15 @@ pub fn reads_a_in_place<T>(a: MatRef<'_, T>) -> bool {
     a.rows() <= 1 || (a.row_stride() == 1 && a.rows() <= IN_PLACE_ROWS)
 }
 
-pub(crate) struct Product<'a, 's, T> {
+/// One or more products `C_i <- A W_i + beta C_i` that share their A (and its packed blocks).
+pub(crate) struct Product<'a, 'w, 's, 'o, 'c, T> {
     a: MatRef<'a, T>,
-    w: PackedRef<'a, T>,
+    outs: &'o mut [(PackedRef<'w, T>, MatMut<'c, T>)],
     beta: T,
-    c: MatMut<'a, T>,
     scratch: &'s mut [T],
 }
 
-impl<T: Float> WithSimd for Product<'_, '_, T> {
+impl<T: Float> WithSimd for Product<'_, '_, '_, '_, '_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -587,22 +618,23 @@ struct Block<'a, T> {
     row_major: bool,
 }
 
-impl<T: Float> ShapedRun for Product<'_, '_, T> {
+impl<T: Float> ShapedRun for Product<'_, '_, '_, '_, '_, T> {
     type Elem = T;
     #[inline(always)]
     fn run<S: Simd, const MR: usize, const NV: usize>(self, s: S) {
         let Product {
             a,
-            w,
+            outs,
             beta,
-            mut c,
             scratch,
         } = self;
-        let (m, k) = (a.rows(), w.k);
+        let (m, k) = (a.rows(), a.cols());
         let mc = balanced(m, MC, MR);
+        // An even count, so that an odd last sub-panel's partner (none) is visited too:
+        // `run_sub_panel_share` finishes a pair on its odd member.
+        let subs = |w: PackedRef<'_, T>| sub_panels::<S, T, NV>(w).next_multiple_of(2);
         for m0 in (0..m).step_by(mc) {
             let rows = (m0, (m0 + mc).min(m));
-            let subs = sub_panels::<S, T, NV>(w).next_multiple_of(2);
             if walks_w_once(a, rows.1 - rows.0) {
                 // A's whole K is at hand (in place, or a few rows packed block after block),
                 // so each sub-panel meets every K block before the next: W is read in one
@@ -614,18 +646,20 @@ impl<T: Float> ShapedRun for Product<'_, '_, T> {
                         pack_a_block::<T, MR>(a, rows, ks, &mut scratch[at(i)..]);
                     }
                 }
-                // A single row runs its whole pairs of sub-panels in one loop.
-                let j0 = if rows.1 - rows.0 == 1 {
-                    let pass = BlockPass::view(a, rows, (0, k), beta, scratch);
-                    pass.run_row_pairs::<S, MR, NV>(s, w, &mut c)
-                } else {
-                    0
-                };
-                for j in j0..subs {
-                    for (i, ks) in k_blocks(k).enumerate() {
-                        let beta = block_beta(beta, ks.0);
-                        let pass = BlockPass::view(a, rows, ks, beta, &scratch[at(i)..]);
-                        pass.run_sub_panel_share::<S, MR, NV>(s, w, j, &mut c);
+                for (w, c) in outs.iter_mut() {
+                    // A single row runs its whole pairs of sub-panels in one loop.
+                    let j0 = if rows.1 - rows.0 == 1 {
+                        let pass = BlockPass::view(a, rows, (0, k), beta, scratch);
+                        pass.run_row_pairs::<S, MR, NV>(s, *w, c)
+                    } else {
+                        0
+                    };
+                    for j in j0..subs(*w) {
+                        for (i, ks) in k_blocks(k).enumerate() {
+                            let beta = block_beta(beta, ks.0);
+                            let pass = BlockPass::view(a, rows, ks, beta, &scratch[at(i)..]);
+                            pass.run_sub_panel_share::<S, MR, NV>(s, *w, j, c);
+                        }
                     }
                 }
             } else {
@@ -635,10 +669,11 @@ impl<T: Float> ShapedRun for Product<'_, '_, T> {
                         pack_a_block::<T, MR>(a, rows, ks, scratch);
                     }
                     let pass = BlockPass::view(a, rows, ks, beta, scratch);
-                    // An even count, so that an odd last sub-panel's partner (none) is
-                    // visited too: `run_sub_panel_share` finishes a pair on its odd member.
-                    for j in 0..subs {
-                        pass.run_sub_panel_share::<S, MR, NV>(s, w, j, &mut c);
+                    // The packed block meets every product's W before the next is packed.
+                    for (w, c) in outs.iter_mut() {
+                        for j in 0..subs(*w) {
+                            pass.run_sub_panel_share::<S, MR, NV>(s, *w, j, c);
+                        }
                     }
                 }
             }

@@ -237,14 +237,46 @@ impl<T: Float> Staged<'_, T> {
     }
 }
 
+/// Outputs that a product's threads cut by rows: one C, or the several Cs of products that
+/// share their A ([`super::gemm_beside`]).
+pub(crate) trait SplitRows: Sized + Send {
+    /// The rows before `at`, and the rest.
+    fn split_rows_at(self, at: usize) -> (Self, Self);
+}
+
+impl<T: Send> SplitRows for MatMut<'_, T> {
+    fn split_rows_at(self, at: usize) -> (Self, Self) {
+        self.split_rows(at)
+    }
+}
+
+impl<T: Send, const N: usize> SplitRows for [Option<MatMut<'_, T>>; N] {
+    fn split_rows_at(self, at: usize) -> (Self, Self) {
+        let mut bottoms: [Option<MatMut<'_, T>>; N] = core::array::from_fn(|_| None);
+        let tops = {
+            let mut i = 0;
+            self.map(|c| {
+                let top = c.map(|c| {
+                    let (top, bottom) = c.split_rows(at);
+                    bottoms[i] = Some(bottom);
+                    top
+                });
+                i += 1;
+                top
+            })
+        };
+        (tops, bottoms)
+    }
+}
+
 /// Runs `f` on `parts` row ranges of (A, C), cut at multiples of `mr`, in parallel with
 /// rayon's `join` (which allocates nothing).
-pub(crate) fn for_row_parts<T: Float>(
+pub(crate) fn for_row_parts<T: Float, C: SplitRows>(
     parts: usize,
     mr: usize,
     a: MatRef<'_, T>,
-    c: MatMut<'_, T>,
-    f: &(impl Fn(MatRef<'_, T>, MatMut<'_, T>) + Sync),
+    c: C,
+    f: &(impl Fn(MatRef<'_, T>, C) + Sync),
 ) {
     if parts <= 1 {
         return f(a, c);
@@ -252,7 +284,7 @@ pub(crate) fn for_row_parts<T: Float>(
     let half = parts / 2;
     let at = (a.rows() * half / parts).next_multiple_of(mr).min(a.rows());
     let (a_top, a_bottom) = (a.rows_range(0, at), a.rows_range(at, a.rows() - at));
-    let (c_top, c_bottom) = c.split_rows(at);
+    let (c_top, c_bottom) = c.split_rows_at(at);
     rayon::join(
         || for_row_parts(half, mr, a_top, c_top, f),
         || for_row_parts(parts - half, mr, a_bottom, c_bottom, f),
