@@ -8,13 +8,16 @@
 //! - `proj`:  `[T*B, H] x [H, 4H]`: the input projection over all steps;
 //! - `dw`:    `[4H, T*B] x [T*B, H]`: a weight gradient (A read transposed);
 //! - `stacked`: `dW_hh` over 4 batch chunks whose states lie in regions of their own: one
-//!   `gemm_stacked` against a `gemm` per chunk.
+//!   `gemm_stacked` against a `gemm` per chunk;
+//! - `beside`: a layer's two weight gradients, `dG^T X` and `dG^T H_prev`: one
+//!   `gemm_beside` (each block of `dG^T` packed once) against two `gemm`s.
 //!
 //! `cargo bench -p fused-rnn-kernels --bench gemm --features compare-gemm` (without the
 //! feature, ours alone: the two crates are only compiled when asked for).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fused_rnn_kernels::aligned::AlignedBuf;
+use fused_rnn_kernels::gemm::beside::{Beside, gemm_beside};
 use fused_rnn_kernels::gemm::packed::{pack, packed_len};
 use fused_rnn_kernels::gemm::{MatMut, MatRef, gemm, gemm_prepacked, gemm_stacked};
 use fused_rnn_kernels::{Arch, arch};
@@ -266,5 +269,62 @@ fn stacked(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, products, packing, stacked);
+/// A layer's `dW_ih += dG^T X` and `dW_hh += dG^T H_prev` (input size = hidden size), as
+/// one `gemm_beside` and as two `gemm`s, at the char-rnn's upper layer (H = 256, 2048 rows)
+/// and lstm_h128_b32_t100's (3200 rows). Throughput in FLOPs.
+fn beside(c: &mut Criterion) {
+    let arch = arch();
+    let mut g = c.benchmark_group("beside");
+    g.sample_size(10);
+    for (h, rows) in [(256, 2048), (128, 3200)] {
+        let gh = 4 * h;
+        let (dg, x, h_prev) = (data(rows * gh), data(rows * h), data(rows * h));
+        let (mut dw_ih, mut dw_hh) = (vec![0.0f32; gh * h], vec![0.0f32; gh * h]);
+        let dg_t = MatRef::row_major(&dg, rows, gh, gh).t();
+        let (xs, hs) = (
+            [MatRef::row_major(&x, rows, h, h)],
+            [MatRef::row_major(&h_prev, rows, h, h)],
+        );
+        let name = format!("h{h}_rows{rows}");
+        g.throughput(Throughput::Elements((2 * 2 * rows * gh * h) as u64));
+        g.bench_function(BenchmarkId::new("shared_a", &name), |bench| {
+            bench.iter(|| {
+                let mut products = [
+                    Beside {
+                        b: &xs,
+                        c: MatMut::row_major(&mut dw_ih, gh, h, h),
+                    },
+                    Beside {
+                        b: &hs,
+                        c: MatMut::row_major(&mut dw_hh, gh, h, h),
+                    },
+                ];
+                gemm_beside(arch, 1, black_box(dg_t), &mut products, 1.0)
+            })
+        });
+        g.bench_function(BenchmarkId::new("two_products", &name), |bench| {
+            bench.iter(|| {
+                gemm(
+                    arch,
+                    1,
+                    black_box(dg_t),
+                    xs[0],
+                    1.0,
+                    MatMut::row_major(&mut dw_ih, gh, h, h),
+                );
+                gemm(
+                    arch,
+                    1,
+                    black_box(dg_t),
+                    hs[0],
+                    1.0,
+                    MatMut::row_major(&mut dw_hh, gh, h, h),
+                );
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, products, packing, stacked, beside);
 criterion_main!(benches);

@@ -4,9 +4,11 @@
 //! Separate [`gemm`](super::gemm) calls pack every block of A (and read it from memory)
 //! once per product. Here each block of A is packed once and meets every `B_i` while it is
 //! in L2, and the `B_i` are packed a slice of K at a time, side by side in one buffer.
-//! Measured on Zen 4 (AVX-512, 1 thread, best of 40, `A = dG^T`), two products against one
-//! of twice the width, which this approaches: the char-rnn's `[1024, 2048] x [2048, 256]`
-//! 21.2 -> 20.6 ms, lstm_h128's `[512, 3200] x [3200, 128]` 9.2 -> 8.8 ms.
+//! Measured on Zen 4 (AVX-512, 1 thread; `cargo bench -p fused-rnn-kernels --bench gemm --
+//! beside`), both weight gradients against two `gemm`s: the char-rnn's upper layer (H = 256,
+//! 2048 rows) 22.8 -> 21.4 ms, lstm_h128_b32_t100's (3200 rows) 9.43 -> 8.78 ms. End to end
+//! on 1 thread, alternating (`profile_case`, 4 pairs): lstm_h256_b16_t150 training 79.1-81.6
+//! -> 77.8-79.8 ms, lstm_h128_b32_t100 29.6-29.9 -> 29.0-29.5; on 2 threads within noise.
 
 use pulp::Arch;
 
