@@ -16,7 +16,7 @@ use super::packed::{self, PackedRef};
 use super::scratch::{self, Slot};
 use super::split;
 use super::stacked::StackedRows;
-use super::{MatMut, MatRef, OWN_SLICE_BYTES, scale, slice_k};
+use super::{MatMut, MatRef, OWN_SLICE_BYTES, gemm_prepacked, scale, slice_k};
 use crate::float::Float;
 
 /// Products one pass of [`gemm_beside`] shares A between (more run in groups of this many).
@@ -121,7 +121,8 @@ fn group_product<T: Float>(
     let mr = split::micro_rows::<T>(arch);
     let parts = split::parts(threads, mr, (m, k, n));
     if parts > 1 && slice_len * core::mem::size_of::<T>() <= OWN_SLICE_BYTES {
-        // As in `gemm_stacked`: small slices are packed by every part.
+        // Each part packs the slices of B itself, so the parts run from start to end without
+        // meeting: two hand-offs per slice cost more than packing a small slice twice.
         split::for_row_parts(parts, mr, a, cs, &|a, cs| {
             slices(arch, 1, (a, bs), beta, cs, kc)
         });
@@ -165,14 +166,21 @@ fn slices<T: Float>(
 
 /// The products against packed `ws` (the i-th for the i-th C), split by rows of A and the
 /// Cs over up to `threads` threads, each part packing its blocks of A into its own buffer.
+/// A single product is [`gemm_prepacked`], which may split few rows by columns instead.
 fn prepacked<T: Float>(
     arch: Arch,
     threads: usize,
     a: MatRef<'_, T>,
     ws: &[Option<PackedRef<'_, T>>; MAX_BESIDE],
     beta: T,
-    cs: Outs<'_, T>,
+    mut cs: Outs<'_, T>,
 ) {
+    if let ([Some(w), rest @ ..], [Some(_), ..]) = (&ws[..], &cs[..])
+        && rest.iter().all(Option::is_none)
+    {
+        let c = cs[0].take().expect("checked above");
+        return gemm_prepacked(arch, threads, a, *w, beta, c);
+    }
     let mr = split::micro_rows::<T>(arch);
     let n = ws.iter().flatten().map(|w| w.n()).sum();
     let parts = split::parts(threads, mr, (a.rows(), a.cols(), n));

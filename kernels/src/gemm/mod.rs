@@ -455,35 +455,17 @@ pub fn gemm_stacked<T: Float>(
     beta: T,
     c: MatMut<'_, T>,
 ) {
-    let b = StackedRows::new(b);
-    let (m, k, n) = (a.rows, a.cols, b.cols());
+    let stack = StackedRows::new(b);
+    let (m, k, n) = (a.rows, a.cols, stack.cols());
     assert!(
-        b.rows() == k && c.rows == m && c.cols == n,
+        stack.rows() == k && c.rows == m && c.cols == n,
         "gemm: A is {m}x{k}, B is {}x{n}, C is {}x{}",
-        b.rows(),
+        stack.rows(),
         c.rows,
         c.cols
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        scale(beta, c);
-        return;
-    }
-    let kc = slice_k::<T>(k, n);
-    let slice_len = packed::packed_len::<T>(kc.min(k), n);
-    let mr = split::micro_rows::<T>(arch);
-    let parts = split::parts(threads, mr, (m, k, n));
-    if parts > 1 && slice_len * core::mem::size_of::<T>() <= OWN_SLICE_BYTES {
-        // Each part packs the slices of B itself, so the parts run from start to end without
-        // meeting: two hand-offs per slice cost more than packing a small slice twice.
-        split::for_row_parts(parts, mr, a, c, &|a, c| {
-            slices(arch, 1, (a, b), beta, c, kc)
-        });
-    } else {
-        slices(arch, threads, (a, b), beta, c, kc);
-    }
+    // One product of `gemm_beside` (slices of B, threads, scratch).
+    beside::gemm_beside(arch, threads, a, &mut [beside::Beside { b, c }], beta);
 }
 
 /// Most bytes of a packed slice of B in [`gemm`] (its buffer is kept for the next product
@@ -509,32 +491,6 @@ pub fn slice_k<T>(k: usize, n: usize) -> usize {
 /// H = 256 to 1760 (slices of 0.4 to 2.8 MiB) the same within noise either way. Half a
 /// core's L2 also bounds the memory each extra thread holds for it.
 pub(crate) const OWN_SLICE_BYTES: usize = 512 << 10;
-
-/// [`gemm`] a slice of `kc` rows of B at a time: each slice packed into this thread's
-/// buffer (on up to `threads` threads), then multiplied (on as many).
-fn slices<T: Float>(
-    arch: Arch,
-    threads: usize,
-    (a, b): (MatRef<'_, T>, StackedRows<'_, '_, T>),
-    beta: T,
-    mut c: MatMut<'_, T>,
-    kc: usize,
-) {
-    let (k, n) = (a.cols, b.cols());
-    scratch::with_scratch(
-        scratch::Slot::B,
-        packed::packed_len::<T>(kc.min(k), n),
-        |buf| {
-            for k0 in (0..k).step_by(kc) {
-                let len = kc.min(k - k0);
-                let w = packed::pack_stacked_on(threads, b.rows_range(k0, len), buf);
-                // Later slices add to what the first wrote, as the kernel's own K blocks do.
-                let beta = if k0 == 0 { beta } else { T::ONE };
-                gemm_prepacked(arch, threads, a.cols_range(k0, len), w, beta, c.reborrow());
-            }
-        },
-    );
-}
 
 /// `C <- A W + beta C` with `W` packed once by [`packed::pack`] (weights, reused by many
 /// products), on up to `threads` threads as [`gemm`], or for few rows split by W's panels

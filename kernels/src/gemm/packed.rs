@@ -370,7 +370,7 @@ pub fn gemm_packed<T: Float>(
 
 /// [`gemm_packed`] for several products that share their A: `C_i <- A W_i + beta C_i` for
 /// every `(W_i, C_i)` of `outs`, each block of A packed once for all of them (see
-/// [`crate::gemm::gemm_beside`]). Every `C_i` gets the bits of its own [`gemm_packed`].
+/// [`crate::gemm::beside::gemm_beside`]). Every `C_i` gets the bits of its own [`gemm_packed`].
 ///
 /// # Panics
 /// As [`gemm_packed`], for every pair.
