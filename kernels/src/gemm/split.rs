@@ -238,7 +238,7 @@ impl<T: Float> Staged<'_, T> {
 }
 
 /// Outputs that a product's threads cut by rows: one C, or the several Cs of products that
-/// share their A ([`super::gemm_beside`]).
+/// share their A ([`super::beside::gemm_beside`]).
 pub(crate) trait SplitRows: Sized + Send {
     /// The rows before `at`, and the rest.
     fn split_rows_at(self, at: usize) -> (Self, Self);
