@@ -16,7 +16,7 @@ use fused_rnn_kernels::pointwise::lstm::{LstmFwdPointwise, lstm_fwd_pointwise_un
 use fused_rnn_kernels::pointwise::rnn::{RnnFwdPointwise, rnn_fwd_pointwise_units};
 use fused_rnn_kernels::{Arch, CellKind, Float, MatRef, Rows, RowsMut};
 
-use super::plan::{StepScratch, step_product};
+use super::plan::{StepScratch, step_product, step_product_walk};
 use super::{DirSpec, DirWeights, Masks, StepWeights, read_write, rows, rows_mut};
 use crate::config::Parallelism;
 use crate::layout::block;
@@ -185,10 +185,12 @@ impl<'a, T: Float> DirForward<'a, T> {
         let (b, hout) = (s.batch, s.hout);
         let h_prev = &self.tape.h[block(entry, b, hout)];
         let (target, beta) = product_target(&s, t, self.tape.gates, self.products);
-        step_product(
-            (self.arch, self.par),
-            MatRef::row_major(h_prev, b, hout, hout),
-            self.step.first,
+        let a = MatRef::row_major(h_prev, b, hout, hout);
+        let backwards = t % 2 == 1;
+        let run = (self.arch, self.par);
+        step_product_walk(
+            run,
+            (a, self.step.first, backwards),
             beta,
             target,
             &mut self.scratch,
