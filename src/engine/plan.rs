@@ -12,8 +12,6 @@ use arrayvec::ArrayVec;
 
 use crate::config::Parallelism;
 use crate::layout::{Dims, MAX_TASKS, chunk_range, splits_columns};
-#[cfg(test)]
-use fused_rnn_kernels::gemm::packed::packed_len;
 use fused_rnn_kernels::gemm::packed::{PackedRef, gemm_packed, panel_width};
 use fused_rnn_kernels::{Arch, Float, MatMut, MatRef};
 
@@ -348,7 +346,7 @@ mod tests {
     /// 1 to 4 rows, a last panel cut short, beta 0 and 1, f32 and f64.
     #[test]
     fn a_backwards_walk_keeps_the_bits() {
-        use fused_rnn_kernels::gemm::packed::{a_scratch_len, pack};
+        use fused_rnn_kernels::gemm::packed::{a_scratch_len, pack, packed_len};
         fn case<T: Float>(rows: usize, k: usize, n: usize, beta: T) {
             let value = |i: usize| T::from_f64(((i * 7919) % 1000) as f64 / 500.0 - 1.0);
             let w: Vec<T> = (0..k * n).map(value).collect();
