@@ -236,11 +236,7 @@ pub(crate) fn columns_view<'a, T: Float>(a: MatRef<'a, T>, buf: &'a mut [T]) -> 
 
 /// `a` (row-major) into rows `r0..` of the column-major `buf` whose columns are `ld` apart.
 pub(crate) fn transpose_into<T: Float>(a: MatRef<'_, T>, buf: &mut [T], (ld, r0): (usize, usize)) {
-    for r in 0..a.rows() {
-        for (kk, &v) in a.row(r).iter().enumerate() {
-            buf[kk * ld + r0 + r] = v;
-        }
-    }
+    fused_rnn_kernels::gemm::transpose_into(a, &mut buf[r0..], ld);
 }
 
 /// Part `i` of a split product (panels `i * per..` of W) into `out`, `[rows][cols]`:

@@ -28,6 +28,8 @@ pub mod split;
 mod stacked;
 mod transpose;
 
+pub use transpose::transpose_into;
+
 /// The largest offset a `rows x cols` view with strides `rs`, `cs` touches, plus one, or
 /// `None` if it overflows. Empty views touch nothing.
 fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {

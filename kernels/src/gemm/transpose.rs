@@ -26,6 +26,41 @@ pub(super) fn transpose_panel<T: Float>(
     through_array(w, panel, c0, width, (k8, k), (0, nr));
 }
 
+/// `out[kk * ld + r] = a[r][kk]`: the rows of the row-major `a` written as columns `ld`
+/// apart, every other value of `out` left as it is (the step products' h, gathered
+/// column-major for a group of batch chunks). f32 moves in the 8x8 register tiles of
+/// packing where the instruction set has them; a transpose only copies, so every path
+/// writes the same values.
+///
+/// # Panics
+/// If `a`'s rows are not contiguous, `ld < a.rows()` or `out` is shorter than
+/// `(a.cols() - 1) * ld + a.rows()`.
+#[track_caller]
+pub fn transpose_into<T: Float>(a: MatRef<'_, T>, out: &mut [T], ld: usize) {
+    let (rows, k) = (a.rows(), a.cols());
+    if rows == 0 || k == 0 {
+        return;
+    }
+    assert!(
+        a.col_stride() == 1 && ld >= rows && out.len() >= (k - 1) * ld + rows,
+        "transpose_into: {rows}x{k} (row stride {}, column stride {}) into columns {ld} apart of {} values",
+        a.row_stride(),
+        a.col_stride(),
+        out.len()
+    );
+    // `a` read as a column-major `k x rows` matrix: its columns are a's rows.
+    let w = a.t();
+    let (k8, r8) = fast_tiles(w, out, 0, rows, ld);
+    for r in 0..rows {
+        let row = a.row(r);
+        // The registers wrote rows below `r8` up to `k8`; the rest goes one by one.
+        let from = if r < r8 { k8 } else { 0 };
+        for (kk, &v) in row.iter().enumerate().skip(from) {
+            out[kk * ld + r] = v;
+        }
+    }
+}
+
 /// Panel rows `rows`, panel columns `cols` through a 16x8 array read column by column and
 /// written row by row.
 fn through_array<T: Float>(
@@ -228,6 +263,64 @@ mod tests {
         ) {
             packs_exactly::<f32>(k, n, pad, seed);
             packs_exactly::<f64>(k, n, pad, seed);
+        }
+    }
+
+    /// [`transpose_into`] against its definition: every written value is its source's, and
+    /// every other value of the buffer (a sentinel) is left as it was.
+    fn transposes_into_columns<T: Float>(
+        rows: usize,
+        k: usize,
+        (pad, r0): (usize, usize),
+        seed: u64,
+    ) {
+        let a_data = cast::<T>(&SplitMix::new(seed).vec(rows * k, 1.0));
+        let a = MatRef::row_major(&a_data, rows, k, k);
+        let ld = r0 + rows + pad;
+        let sentinel = T::from_f64(-7.5);
+        let mut out = vec![sentinel; k.max(1) * ld];
+        transpose_into(a, &mut out[r0..], ld);
+        for kk in 0..k {
+            for col in 0..ld {
+                let want = if (r0..r0 + rows).contains(&col) {
+                    *a.at(col - r0, kk)
+                } else {
+                    sentinel
+                };
+                assert_eq!(
+                    out[kk * ld + col],
+                    want,
+                    "{rows}x{k}, ld {ld}, r0 {r0}: ({kk}, {col})"
+                );
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(64))]
+
+        #[test]
+        fn transpose_into_writes_the_columns_and_nothing_else(
+            rows in size(), k in size(), pad in 0usize..9, r0 in 0usize..9, seed in any::<u64>()
+        ) {
+            transposes_into_columns::<f32>(rows, k, (pad, r0), seed);
+            transposes_into_columns::<f64>(rows, k, (pad, r0), seed);
+        }
+    }
+
+    /// The step products' shapes (8 rows of h beside another chunk's) and ragged edges.
+    #[test]
+    fn transpose_into_tiles_and_edges() {
+        for (rows, k, pad, r0) in [
+            (8, 256, 8, 0),
+            (8, 256, 0, 8),
+            (16, 64, 0, 0),
+            (9, 17, 2, 3),
+            (7, 7, 0, 1),
+            (1, 33, 0, 0),
+        ] {
+            transposes_into_columns::<f32>(rows, k, (pad, r0), 11);
+            transposes_into_columns::<f64>(rows, k, (pad, r0), 12);
         }
     }
 
