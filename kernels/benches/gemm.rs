@@ -9,6 +9,7 @@
 //! - `dw`:    `[4H, T*B] x [T*B, H]`: a weight gradient (A read transposed);
 //! - `stacked`: `dW_hh` over 4 batch chunks whose states lie in regions of their own: one
 //!   `gemm_stacked` against a `gemm` per chunk;
+//! - `gather`: a lockstep part's h, two chunks of 8 rows side by side, column-major;
 //! - `beside`: a layer's two weight gradients, `dG^T X` and `dG^T H_prev`: one
 //!   `gemm_beside` (each block of `dG^T` packed once) against two `gemm`s.
 //!
@@ -19,7 +20,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use fused_rnn_kernels::aligned::AlignedBuf;
 use fused_rnn_kernels::gemm::beside::{Beside, gemm_beside};
 use fused_rnn_kernels::gemm::packed::{pack, packed_len};
-use fused_rnn_kernels::gemm::{MatMut, MatRef, gemm, gemm_prepacked, gemm_stacked};
+use fused_rnn_kernels::gemm::{MatMut, MatRef, gemm, gemm_prepacked, gemm_stacked, transpose_into};
 use fused_rnn_kernels::{Arch, arch};
 use std::hint::black_box;
 
@@ -230,6 +231,40 @@ fn packing(c: &mut Criterion) {
     g.finish();
 }
 
+/// Gathering a lockstep part's h for its step product: two chunks of 8 rows of h side by
+/// side, column-major (`transpose_into`), against the plain loop of strided stores it
+/// replaced. Throughput in bytes written.
+fn gather(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gather");
+    for h in [128, 256, 1024] {
+        let (rows, ld) = (8, 16);
+        let a = data(rows * h);
+        let mut out = vec![0.0f32; h * ld];
+        g.throughput(Throughput::Bytes((2 * rows * h * 4) as u64));
+        g.bench_function(BenchmarkId::new("tiles", format!("h{h}")), |bench| {
+            bench.iter(|| {
+                for r0 in [0, rows] {
+                    let a = MatRef::row_major(black_box(&a), rows, h, h);
+                    transpose_into(a, &mut out[r0..], ld);
+                }
+            })
+        });
+        g.bench_function(BenchmarkId::new("loop", format!("h{h}")), |bench| {
+            bench.iter(|| {
+                for r0 in [0, rows] {
+                    let a = MatRef::row_major(black_box(&a), rows, h, h);
+                    for r in 0..rows {
+                        for (kk, &v) in a.row(r).iter().enumerate() {
+                            out[kk * ld + r0 + r] = v;
+                        }
+                    }
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 /// `dW_hh += dG^T H_prev` over four chunks of 8 sequences, each chunk's `T * 8` states in a
 /// region of its own (a step's gap between them, as in a training tape): one stacked product
 /// against one product per chunk. Throughput in FLOPs.
@@ -326,5 +361,5 @@ fn beside(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, products, packing, stacked, beside);
+criterion_group!(benches, products, packing, gather, stacked, beside);
 criterion_main!(benches);
