@@ -25,13 +25,14 @@
 use arrayvec::ArrayVec;
 use fused_rnn_kernels::gemm::packed::group::{GroupPart, gemm_packed_group};
 use fused_rnn_kernels::gemm::packed::{IN_PLACE_ROWS, panel_width};
+use fused_rnn_kernels::gemm::transpose_into;
 use fused_rnn_kernels::{Float, MatMut, MatRef};
 use std::ops::Range;
 
 use super::DirSpec;
 use super::forward::{DirForward, product_target};
 use super::forward_fused::BLOCK_PANELS;
-use super::plan::{LOCKSTEP_CHUNK_ROWS, transpose_into};
+use super::plan::LOCKSTEP_CHUNK_ROWS;
 use crate::layout::{MAX_CHUNKS, block};
 
 /// Whether `runs` (chunks of one direction) step in lockstep: more than one, each of at most
@@ -127,7 +128,7 @@ fn gather_columns<T: Float>(part: &mut [DirForward<'_, T>], entry: usize) {
         .chain(rest.iter().map(|r| (r.spec.batch, &*r.tape.h)))
     {
         let h_prev = MatRef::row_major(&h[block(entry, b, hout)], b, hout, hout);
-        transpose_into(h_prev, buf, (ld, r0));
+        transpose_into(h_prev, &mut buf[r0..], ld);
         r0 += b;
     }
 }

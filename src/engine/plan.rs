@@ -13,6 +13,7 @@ use arrayvec::ArrayVec;
 use crate::config::Parallelism;
 use crate::layout::{Dims, MAX_TASKS, chunk_range, splits_columns};
 use fused_rnn_kernels::gemm::packed::{PackedRef, gemm_packed, panel_width};
+use fused_rnn_kernels::gemm::transpose_into;
 use fused_rnn_kernels::{Arch, Float, MatMut, MatRef};
 
 /// Runs `f` on every task, on the current rayon pool or in order. Tasks are taken out of a
@@ -230,13 +231,8 @@ pub(crate) fn columns_view<'a, T: Float>(a: MatRef<'a, T>, buf: &'a mut [T]) -> 
         return a;
     }
     let t = &mut buf[..rows * k];
-    transpose_into(a, t, (rows, 0));
+    transpose_into(a, t, rows);
     MatRef::new(&*t, rows, k, 1, rows)
-}
-
-/// `a` (row-major) into rows `r0..` of the column-major `buf` whose columns are `ld` apart.
-pub(crate) fn transpose_into<T: Float>(a: MatRef<'_, T>, buf: &mut [T], (ld, r0): (usize, usize)) {
-    fused_rnn_kernels::gemm::transpose_into(a, &mut buf[r0..], ld);
 }
 
 /// Part `i` of a split product (panels `i * per..` of W) into `out`, `[rows][cols]`:

@@ -1,5 +1,7 @@
 //! The transposing copy behind packing a column-major source: `W_hh^T` and `W_ih^T` are
 //! row-major weights read transposed, and training packs them on every update.
+//! [`transpose_into`] writes rows as columns with the same tiles (the h a lockstep step
+//! product reads column-major).
 //!
 //! A panel row `kk` gathers element `kk` of `width` source columns, each contiguous. In f32
 //! on x86-64 with AVX2 (and AVX-512, which has it), 8x8 tiles move through registers: eight
