@@ -820,14 +820,16 @@ impl<'a, T: Float> BlockPass<'a, T> {
     }
 
     /// A single row against the whole pairs of sub-panels from the first on, as
-    /// [`Self::run_sub_panel_share`] runs them, but in one loop ([`Tile::run_pairs`]), on
-    /// paths whose pair is the two halves of a panel (AVX2; AVX-512's pairs of panels are
-    /// not measured, and keep the general path); returns the sub-panel where the rest
-    /// begins (0: none run). Set up pair by pair through [`Self::run_pair_from`] (a few
-    /// hundred cycles each), `[1, 512] x [512, 2048]` ran 62.5-63.0 us on Zen 4 with AVX2,
-    /// 60.4-60.6 this way (the same loop in C: 57.6-58.4); `[1, 256] x [256, 1024]`
-    /// 16.3-16.5 -> 14.9-15.2, `[1, 128] x [128, 8192]` 76.7-78.2 -> 66.9-68.2, `[1, 1024]
-    /// x [1024, 3072]` 220-225 -> 190-192 (with [`walks_w_once`]).
+    /// [`Self::run_sub_panel_share`] runs them, but in one loop ([`Tile::run_pairs`]): the
+    /// two halves of each panel (AVX2), or two whole panels side by side (AVX-512, whose
+    /// tile is a panel wide); returns the sub-panel where the rest begins (0: none run).
+    /// Set up pair by pair through [`Self::run_pair_from`] (a few hundred cycles each),
+    /// `[1, 512] x [512, 2048]` ran 62.5-63.0 us on Zen 4 with AVX2, 60.4-60.6 this way (the
+    /// same loop in C: 57.6-58.4); `[1, 256] x [256, 1024]` 16.3-16.5 -> 14.9-15.2, `[1, 128]
+    /// x [128, 8192]` 76.7-78.2 -> 66.9-68.2, `[1, 1024] x [1024, 3072]` 220-225 -> 190-192
+    /// (with [`walks_w_once`]). With AVX-512 (Zen 4, best of 15 runs, three alternating
+    /// pairs): `[1, 256] x [256, 512]` (W in L2) 5.44-6.48 -> 5.13-5.35 us, `[1, 256] x
+    /// [256, 1024]` 13.0-14.9 -> 11.9-13.5, `[1, 64] x [64, 256]` 0.78-0.80 -> 0.67-0.68.
     #[inline(always)]
     fn run_row_pairs<S: Simd, const MR: usize, const NV: usize>(
         &self,
@@ -837,22 +839,34 @@ impl<'a, T: Float> BlockPass<'a, T> {
     ) -> usize {
         let (nr, lanes) = (panel_width::<T>(), T::lanes::<S>());
         let (sub, whole_panels) = (NV * lanes, w.n / nr);
-        if self.m1 - self.m0 != 1 || 2 * sub != nr || whole_panels == 0 {
+        if self.m1 - self.m0 != 1 {
+            return 0;
+        }
+        // (pairs, registers and columns from one pair to the next): the two halves of each
+        // panel, or two whole panels side by side.
+        let pairs = if 2 * sub == nr {
+            (whole_panels, w.stride / lanes, nr)
+        } else if sub == nr {
+            (whole_panels / 2, 2 * w.stride / lanes, 2 * nr)
+        } else {
+            (0, 0, 0)
+        };
+        if pairs.0 == 0 {
             return 0;
         }
         // Sub-panels 0 and 1, W from their strips to the end of the packing.
         let onwards = |j: usize| {
             let tile = self.tile_at::<S, MR, NV>(w, j)?;
-            let (regs, _) = T::v_split::<S>(w.strip_onwards(0, j * sub / w.strip));
+            let (p, col) = (j * sub / nr, j * sub % nr);
+            let (regs, _) = T::v_split::<S>(w.strip_onwards(p, col / w.strip));
             Some(Tile { regs, ..tile })
         };
         let (Some(first), Some(second)) = (onwards(0), onwards(1)) else {
             return 0;
         };
-        let pairs = (whole_panels, w.stride / lanes, nr);
         let kc = balanced(self.k1 - self.k0, KC, 1);
         first.run_pairs::<NV>(second, s, pairs, kc, self.beta, c);
-        2 * whole_panels
+        2 * pairs.0
     }
 
     /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panel_share`]): a
@@ -1930,6 +1944,63 @@ mod tests {
     /// A range of rows of a packed W (a K block, as the layers' input projections take)
     /// and a range of panels of that multiply exactly as the same part of W packed on its
     /// own, on every instruction set and strip width.
+    /// A single row runs its whole panels two at a time from the range's first panel, so
+    /// a range that starts on an odd panel pairs them differently from the whole product:
+    /// each column must still get the same bits (the team's pieces rely on it).
+    #[test]
+    fn single_row_panel_ranges_keep_the_bits_of_the_whole() {
+        fn check<T: Float>(k: usize, n: usize, beta: f64) {
+            let mut rng = SplitMix::new(k as u64 * 31 + n as u64);
+            let (a, w) = (cast::<T>(&rng.vec(k, 1.0)), cast::<T>(&rng.vec(k * n, 1.0)));
+            let c0 = cast::<T>(&rng.vec(n, 1.0));
+            let mut buf = vec![T::ZERO; packed_len::<T>(k, n)];
+            let packed = pack(MatRef::row_major(&w, k, n, n), &mut buf);
+            let beta = T::from_f64(beta);
+            let a = MatRef::row_major(&a, 1, k, k);
+            let mut whole = c0.clone();
+            gemm_packed(
+                crate::arch(),
+                a,
+                packed,
+                beta,
+                MatMut::row_major(&mut whole, 1, n, n),
+                &mut [],
+            );
+            let (nr, count) = (panel_width::<T>(), packed.panel_count());
+            for (p0, p1) in [
+                (0, count),
+                (1, count),
+                (1, 4.min(count)),
+                (3.min(count), count),
+            ] {
+                let part = packed.panels(p0..p1);
+                let cols = part.n();
+                let mut out = c0[p0 * nr..p0 * nr + cols].to_vec();
+                gemm_packed(
+                    crate::arch(),
+                    a,
+                    part,
+                    beta,
+                    MatMut::row_major(&mut out, 1, cols, cols),
+                    &mut [],
+                );
+                assert_eq!(
+                    out,
+                    whole[p0 * nr..p0 * nr + cols],
+                    "k {k}, n {n}, panels {p0}..{p1}"
+                );
+            }
+        }
+        for k in [1, 40, KC + 9] {
+            for n in [150, 7 * 32, 5 * 32 + 3] {
+                for beta in [0.0, 1.0, 0.5] {
+                    check::<f32>(k, n, beta);
+                    check::<f64>(k, n, beta);
+                }
+            }
+        }
+    }
+
     #[test]
     fn row_and_panel_ranges_match_their_own_packing() {
         let (m, k, n, start, len) = (5, 90, 100, 17, 41);
