@@ -849,7 +849,7 @@ impl<'a, T: Float> BlockPass<'a, T> {
         } else if sub == nr {
             (whole_panels / 2, 2 * w.stride / lanes, 2 * nr)
         } else {
-            (0, 0, 0)
+            return 0;
         };
         if pairs.0 == 0 {
             return 0;
@@ -1941,9 +1941,6 @@ mod tests {
         }
     }
 
-    /// A range of rows of a packed W (a K block, as the layers' input projections take)
-    /// and a range of panels of that multiply exactly as the same part of W packed on its
-    /// own, on every instruction set and strip width.
     /// A single row runs its whole panels two at a time from the range's first panel, so
     /// a range that starts on an odd panel pairs them differently from the whole product:
     /// each column must still get the same bits (the team's pieces rely on it).
@@ -2001,6 +1998,9 @@ mod tests {
         }
     }
 
+    /// A range of rows of a packed W (a K block, as the layers' input projections take)
+    /// and a range of panels of that multiply exactly as the same part of W packed on its
+    /// own, on every instruction set and strip width.
     #[test]
     fn row_and_panel_ranges_match_their_own_packing() {
         let (m, k, n, start, len) = (5, 90, 100, 17, 41);
