@@ -53,7 +53,7 @@ fn layers(c: &mut Criterion) {
                         dx: Some(&mut dx),
                         grads: &mut grads,
                     };
-                    m.backward(Input::new(&x, shape), &dy, &reserve, out, &mut ws)
+                    m.backward(Input::new(&x, shape), &dy, &mut reserve, out, &mut ws)
                         .unwrap();
                 })
             });

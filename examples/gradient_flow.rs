@@ -120,7 +120,7 @@ fn gradient_norms(m: &Recurrent<f64>, x: &[f64], r: &[f64]) -> (Vec<f64>, Vec<Ve
             dx: None,
             grads: &mut grads,
         };
-        m.backward(input, &dy, &reserve, out, &mut ws).unwrap();
+        m.backward(input, &dy, &mut reserve, out, &mut ws).unwrap();
         norms.push(norm(&d_state.h));
         if d == STEPS {
             full_grads = grads.iter().map(|t| t.data().to_vec()).collect();

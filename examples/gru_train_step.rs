@@ -47,7 +47,7 @@ fn main() -> Result<(), fused_rnn::Error> {
             dx: None,
             grads: &mut grads,
         };
-        gru.backward(Input::new(&x, shape), &dy, &reserve, out, &mut ws)?;
+        gru.backward(Input::new(&x, shape), &dy, &mut reserve, out, &mut ws)?;
         for (p, g) in gru.tensors_mut().zip(grads.iter()) {
             for (w, &dw) in p.data_mut().iter_mut().zip(g.data()) {
                 *w -= 0.5 * dw;

@@ -90,7 +90,7 @@ fn run(c: &Case, par: Parallelism) {
                 dx: Some(&mut dx),
                 grads: &mut grads,
             };
-            m.backward(Input::new(&x, shape), &dy, &reserve, out, &mut ws)
+            m.backward(Input::new(&x, shape), &dy, &mut reserve, out, &mut ws)
                 .unwrap();
         } else {
             m.forward(Input::new(&x, shape), &mut state, &mut y, &mut ws)

@@ -149,7 +149,7 @@ impl Seq2Seq {
             grads: &mut dec_g,
         };
         self.decoder
-            .backward(input, &dy, &dec_reserve, out, &mut ws)
+            .backward(input, &dy, &mut dec_reserve, out, &mut ws)
             .unwrap();
         // d_state now holds dL/d(decoder's initial state) = dL/d(encoder's final state).
         let enc_input = Input::new(&enc_x, SeqShape::new(MAX_LEN, b)).with_lengths(&enc_lengths);
@@ -160,7 +160,7 @@ impl Seq2Seq {
             grads: &mut enc_g,
         };
         self.encoder
-            .backward(enc_input, &zero_dy, &enc_reserve, out, &mut ws)
+            .backward(enc_input, &zero_dy, &mut enc_reserve, out, &mut ws)
             .unwrap();
         let mut grads: Vec<&mut [f32]> = enc_g
             .iter_mut()

@@ -161,7 +161,7 @@ fn clipping(lstm: &Recurrent<f64>) -> Result<()> {
         dx: None,
         grads: &mut grads,
     };
-    lstm.backward(Input::new(&x, shape), &dy, &reserve, out, &mut ws)?;
+    lstm.backward(Input::new(&x, shape), &dy, &mut reserve, out, &mut ws)?;
     let mut slices: Vec<&mut [f64]> = grads.iter_mut().map(|t| t.data_mut()).collect();
     let before = clip_grad_norm(&mut slices, 5.0);
     let after = fused_rnn::clip::global_norm(&slices);

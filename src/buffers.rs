@@ -107,7 +107,9 @@ impl fmt::Display for ReserveShape {
 ///
 /// Size one with [`Reserve::for_shape`] for the largest window you run; a shorter window
 /// (the last one of a sequence) reuses it. `backward` checks that the reserve was filled by
-/// the same module for the shape it is asked about.
+/// the same module for the shape it is asked about, and uses it up: an LSTM's gate
+/// gradients are written over its saved gates, so each backward needs its own
+/// `forward_train` (as PyTorch frees a graph's saved tensors in `backward`).
 #[derive(Clone, Debug)]
 pub struct Reserve<T> {
     /// Cache-line aligned (see [`AlignedBuf`]).
@@ -161,7 +163,8 @@ impl<T: Float> Reserve<T> {
         self.dropout_seed = seed;
         self
     }
-    /// The shape of the last `forward_train` that filled it, if any.
+    /// The shape of the last `forward_train` that filled it, if no `backward` has used it up
+    /// since.
     pub fn shape(&self) -> Option<ReserveShape> {
         self.stamp.as_ref().map(|s| s.shape)
     }

@@ -41,8 +41,9 @@ pub enum Error {
         /// The shape the reserve holds.
         actual: ReserveShape,
     },
-    /// `backward` got a reserve that no `forward_train` of this layer has filled.
-    #[error("reserve holds no forward pass: call forward_train before backward")]
+    /// `backward` got a reserve that no `forward_train` of this layer has filled, or that
+    /// a `backward` has used up since.
+    #[error("reserve holds no forward pass: call forward_train before each backward")]
     ReserveEmpty,
     /// A size computation overflowed `usize`.
     #[error("buffer size overflows usize")]

@@ -265,7 +265,7 @@ pub fn check_recurrent(
         dx: Some(&mut dx),
         grads: &mut grads,
     };
-    module.backward(input, &r_y, &reserve, out, &mut ws)?;
+    module.backward(input, &r_y, &mut reserve, out, &mut ws)?;
 
     let mut vars: Vec<Variable> = module
         .params()

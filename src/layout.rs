@@ -16,7 +16,8 @@
 //! # Reserve, per layer and direction (the "tape")
 //!
 //! ```text
-//! gates  [T*B][G*H]      activated gates (the input projection lands here first)
+//! gates  [T*B][G*H]      activated gates (the input projection lands here first); an
+//!                        LSTM's backward writes their gradients over them
 //! h      [(T+1)*B][Hout] states by position: forward, position t is the state entering step t
 //!                        and T the final one; reverse, position t+1 enters step t, 0 is final
 //! c      [(T+1)*B][H]    the same for c                                           (LSTM)
@@ -98,6 +99,12 @@ impl Dims {
     }
     pub fn has_c(&self) -> bool {
         self.cell.has_cell_state()
+    }
+    /// Whether backward writes the gate gradients over the saved gates in the reserve (an
+    /// LSTM: its pass reads nothing of a step's gates after writing their gradients), not
+    /// into a workspace buffer of their own.
+    pub fn gate_grads_in_reserve(&self) -> bool {
+        self.cell == CellKind::Lstm
     }
     pub fn gh(&self) -> usize {
         self.gates * self.hidden
@@ -300,7 +307,8 @@ pub(crate) struct WorkspaceLens {
     pub bwd_sets: usize,
     /// Inference tapes, one per direction (see [`TapeLens`]).
     pub infer_tapes: usize,
-    /// Backward's per-direction gate gradients `D*T*B*G*H`, plus `D*T*B*H` for the input side
+    /// Backward's per-direction gate gradients `D*T*B*G*H` (none where they go over the
+    /// saved gates, see [`Dims::gate_grads_in_reserve`]), plus `D*T*B*H` for the input side
     /// of a reset-after GRU's n, plus `D*T*B*P` of dL/dh for a projected LSTM's `dW_hr`,
     /// plus each chunk's bias sums (`D*chunks*`[`bias_sums_width`]).
     pub bwd_grads: usize,
@@ -315,7 +323,11 @@ impl WorkspaceLens {
         } else {
             0
         };
-        let dg = mul(&[d.dirs, d.per_row(d.gh())?])?;
+        let dg = if d.gate_grads_in_reserve() {
+            0
+        } else {
+            mul(&[d.dirs, d.per_row(d.gh())?])?
+        };
         let d_an = if d.cell == (CellKind::Gru { reset_after: true }) {
             mul(&[d.dirs, d.per_row(d.hidden)?])?
         } else {

@@ -41,7 +41,7 @@
 //! let dy = vec![1.0f32; y.len()];
 //! let (mut grads, mut d_state) = (gru.zero_grads(), gru.zero_state(3));
 //! let out = Backward { d_state: &mut d_state, dx: None, grads: &mut grads };
-//! gru.backward(Input::new(&x, shape), &dy, &reserve, out, &mut ws)?;
+//! gru.backward(Input::new(&x, shape), &dy, &mut reserve, out, &mut ws)?;
 //! assert!(grads.iter().all(|t| t.data().iter().all(|g| g.is_finite())));
 //! # Ok::<(), fused_rnn::Error>(())
 //! ```

@@ -300,15 +300,20 @@ impl<T: Float> Recurrent<T> {
     /// resets); `dy` is dL/dy in y's layout. Gradients are added into `out.grads`; `out.dx`
     /// is overwritten; `out.d_state` goes from dL/d(final state) to dL/d(initial state).
     ///
+    /// Backward uses the reserve up, as PyTorch frees a graph's saved tensors: an LSTM writes
+    /// its gate gradients over the saved gates (a buffer and a pass over memory fewer). A
+    /// second backward needs a new `forward_train` ([`Error::ReserveEmpty`] until then).
+    ///
     /// # Errors
-    /// [`Error::ReserveEmpty`] if no `forward_train` filled the reserve,
+    /// [`Error::ReserveEmpty`] if no `forward_train` filled the reserve (or a backward has
+    /// used it since),
     /// [`Error::ReserveMismatch`] if it was filled for another shape, or a typed error naming
     /// the argument whose size is wrong; nothing is written then.
     pub fn backward(
         &self,
         input: Input<'_, T>,
         dy: &[T],
-        reserve: &Reserve<T>,
+        reserve: &mut Reserve<T>,
         out: Backward<'_, T>,
         ws: &mut Workspace<T>,
     ) -> Result<(), Error> {
@@ -356,11 +361,13 @@ impl<T: Float> Recurrent<T> {
         let Backward { d_state, dx, grads } = out;
         let (call, scratch) = self.call(&input, Pass::Backward, ws, ws_len);
         let out = BackwardOut { d_state, dx, grads };
+        // From here the saved steps are being overwritten.
+        reserve.stamp = None;
         driver::backward(
             &call,
             (input.x, input.tokens),
             dy,
-            &reserve.buf.as_slice()[..need],
+            &mut reserve.buf.as_mut_slice()[..need],
             out,
             scratch,
         );

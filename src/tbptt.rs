@@ -285,7 +285,7 @@ impl<T: Float> Tbptt<T> {
             dx: Some(dx),
             grads,
         };
-        module.backward(input, dy, &self.reserve, bwd, &mut self.ws)?;
+        module.backward(input, dy, &mut self.reserve, bwd, &mut self.ws)?;
         self.last = (steps, if table.is_some() { 0 } else { new });
         self.advance(module, steps, table)?;
         Ok(result)

@@ -118,7 +118,7 @@ fn calls_allocate_nothing(config: Config, batch: usize) -> usize {
             dx: Some(&mut dx),
             grads: &mut grads,
         };
-        m.backward(input, &y, &reserve, out, &mut ws).unwrap();
+        m.backward(input, &y, &mut reserve, out, &mut ws).unwrap();
     };
     step();
     allocations(|| {

@@ -99,7 +99,7 @@ impl Step {
                 dx: Some(&mut self.dx),
                 grads: &mut self.grads,
             };
-            m.backward(input, dy, &self.reserve, out, &mut self.ws)
+            m.backward(input, dy, &mut self.reserve, out, &mut self.ws)
                 .expect("backward");
         } else {
             m.forward(input, &mut state, &mut self.y, &mut self.ws)

@@ -149,7 +149,7 @@ impl Model {
             grads: &mut self.rnn_grads,
         };
         self.rnn
-            .backward(input, &dy, &self.reserve, out, &mut self.ws)
+            .backward(input, &dy, &mut self.reserve, out, &mut self.ws)
             .expect("shapes fit");
         self.update();
         value

@@ -239,7 +239,7 @@ fn expect_refused(
         dx: Some(&mut dx),
         grads: &mut grads,
     };
-    let bwd = module.backward(input, &dy, &reserve, out, &mut ws);
+    let bwd = module.backward(input, &dy, &mut reserve, out, &mut ws);
     assert!(bwd.is_err(), "backward accepted {bad:?}");
     assert_eq!(
         d_state.h, d_state_before.h,

@@ -30,7 +30,7 @@ use crate::pointwise::gru::{
     GruBwdPointwise, GruBwdPointwiseGates, GruBwdPointwiseOut, GruFwdPointwise,
     GruFwdPointwiseGates, GruFwdPointwiseOut,
 };
-use crate::pointwise::lstm::{LstmBwdPointwise, LstmFwdPointwise};
+use crate::pointwise::lstm::{LstmBwdPointwise, LstmBwdPointwiseInPlace, LstmFwdPointwise};
 use crate::pointwise::rnn::{RnnBwdPointwise, RnnFwdPointwise};
 use crate::sums::AddRows;
 
@@ -68,6 +68,8 @@ instances! {
     __kernel_lstm_fwd: Units<LstmFwdPointwise<'_, Self>>;
     /// [`crate::pointwise::lstm::lstm_bwd_pointwise`].
     __kernel_lstm_bwd: LstmBwdPointwise<'_, Self>;
+    /// [`crate::pointwise::lstm::lstm_bwd_pointwise_in_place`].
+    __kernel_lstm_bwd_in_place: LstmBwdPointwiseInPlace<'_, Self>;
     /// [`crate::pointwise::gru::gru_fwd_pointwise_units`].
     __kernel_gru_fwd: Units<GruFwdPointwise<'_, Self>>;
     /// [`crate::pointwise::gru::gru_bwd_pointwise`].

@@ -10,7 +10,7 @@ use fused_rnn_kernels::pointwise::gru::{
     GruBwdPointwise, GruBwdPointwiseGates, GruBwdPointwiseOut, gru_bwd_pointwise,
     gru_bwd_pointwise_gates, gru_bwd_pointwise_out,
 };
-use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwise, lstm_bwd_pointwise};
+use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwiseInPlace, lstm_bwd_pointwise_in_place};
 use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
 use fused_rnn_kernels::sums::{AddRows, add_rows, add_slice};
 use fused_rnn_kernels::{Arch, CellKind, Float, MatRef, Rows};
@@ -22,6 +22,7 @@ use crate::config::Parallelism;
 /// The saved activations of one direction (a training tape, read-only).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TapeRef<'a, T> {
+    /// Empty for an LSTM, whose gates are in [`BwdScratch::dg`] (their gradients go over them).
     pub gates: &'a [T],
     pub h: &'a [T],
     pub c: &'a [T],
@@ -31,7 +32,7 @@ pub(crate) struct TapeRef<'a, T> {
 /// One chunk's backward scratch and outputs.
 #[derive(Debug)]
 pub(crate) struct BwdScratch<'a, T> {
-    /// `[T][Bc][G*H]` out: the gate gradients.
+    /// `[T][Bc][G*H]` out: the gate gradients; for an LSTM in: the saved gates.
     pub dg: &'a mut [T],
     /// `[T][Bc][H]` out: reset-after GRU's input side of n (else empty).
     pub d_an: &'a mut [T],
@@ -204,7 +205,7 @@ impl<'a, T: Float> DirBackward<'a, T> {
         let (b, h, hout, gh) = (s.batch, s.hidden, s.hout, s.gh());
         let (arch, step) = (self.arch, self.step);
         let run = (arch, self.par);
-        let gates = rows(&self.tape.gates[t * b * gh..(t + 1) * b * gh], b, gh);
+        let gates = || rows(&self.tape.gates[t * b * gh..(t + 1) * b * gh], b, gh);
         let entry = s.entry(t);
         let h_prev = &self.tape.h[entry * b * hout..(entry + 1) * b * hout];
         let dg = &mut self.scratch.dg[t * b * gh..(t + 1) * b * gh];
@@ -221,7 +222,7 @@ impl<'a, T: Float> DirBackward<'a, T> {
                 rnn_bwd_pointwise(
                     arch,
                     RnnBwdPointwise {
-                        gates,
+                        gates: gates(),
                         dh: rows(dh_in, b, h),
                         dy: Some(dy),
                         nonlinearity,
@@ -260,16 +261,15 @@ impl<'a, T: Float> DirBackward<'a, T> {
                     }
                     None => (dh_in, Some(dy)),
                 };
-                let pass = LstmBwdPointwise {
-                    gates,
+                let pass = LstmBwdPointwiseInPlace {
+                    gates: rows_mut(dg, b, gh),
                     c_prev: rows(c_prev, b, h),
                     dh: rows(dm, b, h),
                     dy: dy_rows,
                     dc: rows(dc_in, b, h),
                     dc_prev: rows_mut(dc_out, b, h),
-                    d_gates: rows_mut(dg, b, gh),
                 };
-                lstm_bwd_pointwise(arch, pass);
+                lstm_bwd_pointwise_in_place(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 pass_padding(&self.masks, t, dc_in, dc_out, h);
                 (gh, T::ZERO)
@@ -277,7 +277,7 @@ impl<'a, T: Float> DirBackward<'a, T> {
             CellKind::Gru { reset_after: true } => {
                 let d_an = &mut self.scratch.d_an[t * b * h..(t + 1) * b * h];
                 let pass = GruBwdPointwise {
-                    gates,
+                    gates: gates(),
                     hn: rows(extra_t, b, h),
                     h_prev: rows(h_prev, b, h),
                     dh: rows(dh_in, b, h),
@@ -293,7 +293,7 @@ impl<'a, T: Float> DirBackward<'a, T> {
             }
             CellKind::Gru { reset_after: false } => {
                 let pass = GruBwdPointwiseOut {
-                    gates,
+                    gates: gates(),
                     h_prev: rows(h_prev, b, h),
                     dh: rows(dh_in, b, h),
                     dy: Some(dy),
@@ -307,7 +307,7 @@ impl<'a, T: Float> DirBackward<'a, T> {
                 let w_hn = step.second.expect("packed for a reset-before GRU");
                 step_product(run, dan, w_hn, T::ZERO, d_rh, &mut self.scratch.product);
                 let pass = GruBwdPointwiseGates {
-                    gates,
+                    gates: gates(),
                     h_prev: rows(h_prev, b, h),
                     d_rh: rows(d_rh, b, h),
                     d_gates: rows_mut(dg, b, gh),

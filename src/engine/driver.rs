@@ -107,10 +107,15 @@ fn chunk_tapes<'a, T>(buf: &'a mut [T], lens: &TapeLens, d: &Dims) -> PerChunk<T
         .collect()
 }
 
-/// Splits a direction's read-only training tape into its chunks' tapes.
-fn chunk_tape_refs<'a, T>(buf: &'a [T], lens: &TapeLens, d: &Dims) -> PerChunk<TapeRef<'a, T>> {
+/// Splits a direction's read-only training tape into its chunks' tapes: its gates (empty
+/// where backward writes the gate gradients over them, see
+/// [`Dims::gate_grads_in_reserve`]) and the rest of the tape after them.
+fn chunk_tape_refs<'a, T>(
+    (gates, rest): (&'a [T], &'a [T]),
+    lens: &TapeLens,
+    d: &Dims,
+) -> PerChunk<TapeRef<'a, T>> {
     let per = |len: usize| len / d.batch.max(1);
-    let (gates, rest) = buf.split_at(lens.gates);
     let (h, rest) = rest.split_at(lens.h);
     let (c, rest) = rest.split_at(lens.c);
     let extra = &rest[..lens.extra];
@@ -689,7 +694,7 @@ pub(crate) fn backward<T: Float>(
     call: &Call<'_, T>,
     (x, tokens): (&[T], Option<Tokens<'_, T>>),
     dy: &[T],
-    reserve: &[T],
+    reserve: &mut [T],
     out: BackwardOut<'_, T>,
     ws: &mut [T],
 ) {
@@ -715,7 +720,10 @@ pub(crate) fn backward<T: Float>(
     } else {
         0
     };
-    let mut dg_all = dir_blocks(c.take(d.dirs * per_dir(d.gh())), d.dirs, per_dir(d.gh()));
+    // The gate gradients: over the saved gates, or in a workspace buffer of their own.
+    let in_reserve = d.gate_grads_in_reserve();
+    let dg_len = if in_reserve { 0 } else { per_dir(d.gh()) };
+    let mut dg_all = dir_blocks(c.take(d.dirs * dg_len), d.dirs, dg_len);
     let mut an_all = dir_blocks(c.take(d.dirs * per_dir(an_w)), d.dirs, per_dir(an_w));
     let mut dh_all = dir_blocks(c.take(d.dirs * per_dir(d.proj)), d.dirs, per_dir(d.proj));
     let bias_len = d.chunks * bias_sums_width(&d);
@@ -736,10 +744,21 @@ pub(crate) fn backward<T: Float>(
             (&set_a, &mut set_b)
         };
         let top = layer + 1 == d.layers;
+        // The layers below (their outputs are this one's input) and this layer's tapes,
+        // each cut into its gates (which may take the gate gradients) and the rest.
+        let (lower, this_layer) = reserve.split_at_mut(rl.layer_start(layer));
+        let lower: &[T] = lower;
+        let mut layer_tapes: PerDir<(&mut [T], &[T])> = this_layer[..d.dirs * tape_len]
+            .chunks_exact_mut(tape_len)
+            .map(|tape| {
+                let (gates, rest) = tape.split_at_mut(rl.tape.gates);
+                (gates, &*rest)
+            })
+            .collect();
         let below = (layer > 0).then(|| {
             let at = rl.outputs_at(layer - 1, d.dirs);
             (0..d.dirs)
-                .map(|dir| &reserve[at + dir * rl.out_block..][..rl.out_block])
+                .map(|dir| &lower[at + dir * rl.out_block..][..rl.out_block])
                 .collect()
         });
         let x_rows: &[T] = if reorders { &*x_buf } else { x };
@@ -759,11 +778,17 @@ pub(crate) fn backward<T: Float>(
                 .iter_mut()
                 .zip(an_all.iter_mut())
                 .zip(dh_all.iter_mut())
-                .zip(bias_all.iter_mut());
-            for (dir, (((dg_dir, an_dir), pr_dir), bias_dir)) in grads_out.enumerate().take(d.dirs)
+                .zip(bias_all.iter_mut())
+                .zip(layer_tapes.iter_mut());
+            for (dir, ((((dg_dir, an_dir), pr_dir), bias_dir), (gates, rest))) in
+                grads_out.enumerate().take(d.dirs)
             {
-                let at = rl.layer_start(layer) + dir * tape_len;
-                let tapes = chunk_tape_refs(&reserve[at..at + tape_len], &rl.tape, &d);
+                let (tape_gates, dg_dir): (&[T], &mut [T]) = if in_reserve {
+                    (&[], &mut **gates)
+                } else {
+                    (&**gates, &mut **dg_dir)
+                };
+                let tapes = chunk_tape_refs((tape_gates, rest), &rl.tape, &d);
                 let source = if top {
                     DySource::User(dy)
                 } else {
@@ -814,14 +839,13 @@ pub(crate) fn backward<T: Float>(
         // The products over all rows, direction by direction in a fixed order: every weight
         // gradient first (layer 0's read x), then dx (layer 0's may overwrite x's copy).
         let dir_grads = |dir: usize| {
-            let at = rl.layer_start(layer) + dir * tape_len;
-            let tape = &reserve[at..at + tape_len];
+            let (gates, rest) = &layer_tapes[dir];
             DirGrads {
-                dg: &*dg_all[dir],
+                dg: if in_reserve { gates } else { &*dg_all[dir] },
                 d_an: &*an_all[dir],
                 dh_all: &*dh_all[dir],
-                h: &tape[rl.tape.gates..rl.tape.gates + rl.tape.h],
-                extra: &tape[tape_len - rl.tape.extra..],
+                h: &rest[..rl.tape.h],
+                extra: &rest[rest.len() - rl.tape.extra..],
                 bias_sums: &*bias_all[dir],
             }
         };
@@ -861,7 +885,7 @@ pub(crate) fn backward<T: Float>(
         if layer > 0 && d.dropout {
             let at = rl.outputs_at(layer - 1, d.dirs) + d.dirs * rl.out_block;
             for (dir, blk) in dxs.iter_mut().enumerate().take(d.dirs) {
-                let mask = &reserve[at + dir * rl.out_block..at + (dir + 1) * rl.out_block];
+                let mask = &lower[at + dir * rl.out_block..at + (dir + 1) * rl.out_block];
                 for (g, &m) in blk.iter_mut().zip(mask) {
                     *g *= m;
                 }

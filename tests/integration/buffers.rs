@@ -48,7 +48,7 @@ proptest! {
         }
         let dy = vec![1.0f32; y.len()];
         let (mut grads, mut d_state, mut dx) = (m.zero_grads(), m.zero_state(shape.batch), vec![0.0f32; x.len()]);
-        m.backward(input, &dy, &reserve, Backward { d_state: &mut d_state, dx: Some(&mut dx), grads: &mut grads }, &mut ws).unwrap();
+        m.backward(input, &dy, &mut reserve, Backward { d_state: &mut d_state, dx: Some(&mut dx), grads: &mut grads }, &mut ws).unwrap();
         prop_assert_eq!(ws.len(), m.workspace_len(shape).unwrap());
     }
 }
@@ -113,7 +113,7 @@ fn zero_steps_pass_the_state_through() {
         m.backward(
             Input::new(&[], SeqShape::new(0, 2)),
             &[],
-            &reserve,
+            &mut reserve,
             out,
             &mut ws,
         )

@@ -247,7 +247,7 @@ pub fn train_on<T: Float>(
         grads: &mut grads,
     };
     module
-        .backward(input, &dy, &reserve, out, &mut ws)
+        .backward(input, &dy, &mut reserve, out, &mut ws)
         .expect("backward");
     Outcome {
         y: from_layout(case, &widen(&y), c.output_size()),

@@ -206,14 +206,15 @@ fn backward_errors_change_nothing() {
     let mut d_state = m.zero_state(2);
     let mut dx = vec![5.0f32; c.x.len()];
 
-    let empty = Reserve::new();
+    let mut empty = Reserve::new();
     let out = Backward {
         d_state: &mut d_state,
         dx: Some(&mut dx),
         grads: &mut grads,
     };
     assert_eq!(
-        m.backward(input, &dy, &empty, out, &mut ws).unwrap_err(),
+        m.backward(input, &dy, &mut empty, out, &mut ws)
+            .unwrap_err(),
         Error::ReserveEmpty
     );
 
@@ -230,7 +231,7 @@ fn backward_errors_change_nothing() {
         .backward(
             Input::new(&short_x, SeqShape::new(4, 2)),
             &dy[..64],
-            &reserve,
+            &mut reserve,
             out,
             &mut ws,
         )
@@ -256,7 +257,7 @@ fn backward_errors_change_nothing() {
         grads: &mut grads,
     };
     let err = other
-        .backward(input, &dy, &reserve, out, &mut ws)
+        .backward(input, &dy, &mut reserve, out, &mut ws)
         .unwrap_err();
     assert!(
         matches!(&err, Error::InvalidArgument { arg, .. } if arg == "reserve"),
@@ -270,7 +271,7 @@ fn backward_errors_change_nothing() {
         grads: &mut grads,
     };
     let err = m
-        .backward(input.with_lengths(&lens), &dy, &reserve, out, &mut ws)
+        .backward(input.with_lengths(&lens), &dy, &mut reserve, out, &mut ws)
         .unwrap_err();
     assert!(
         matches!(&err, Error::InvalidArgument { arg, .. } if arg == "lengths"),
@@ -283,7 +284,7 @@ fn backward_errors_change_nothing() {
         grads: &mut grads,
     };
     assert_eq!(
-        m.backward(input, &dy[1..], &reserve, out, &mut ws)
+        m.backward(input, &dy[1..], &mut reserve, out, &mut ws)
             .unwrap_err(),
         shape_err("dy", 80, 79)
     );
@@ -295,7 +296,8 @@ fn backward_errors_change_nothing() {
         grads: &mut grads,
     };
     assert_eq!(
-        m.backward(input, &dy, &reserve, out, &mut ws).unwrap_err(),
+        m.backward(input, &dy, &mut reserve, out, &mut ws)
+            .unwrap_err(),
         shape_err("d_state.h", 32, 48)
     );
 
@@ -306,7 +308,8 @@ fn backward_errors_change_nothing() {
         grads: &mut grads,
     };
     assert_eq!(
-        m.backward(input, &dy, &reserve, out, &mut ws).unwrap_err(),
+        m.backward(input, &dy, &mut reserve, out, &mut ws)
+            .unwrap_err(),
         shape_err("dx", 30, 29)
     );
 
@@ -318,7 +321,7 @@ fn backward_errors_change_nothing() {
         dx: Some(&mut dx),
         grads: &mut wrong_grads,
     };
-    assert!(m.backward(input, &dy, &reserve, out, &mut ws).is_err());
+    assert!(m.backward(input, &dy, &mut reserve, out, &mut ws).is_err());
 
     assert!(
         grads.iter().all(|t| t.data().iter().all(|&g| g == 0.0)),
@@ -326,6 +329,59 @@ fn backward_errors_change_nothing() {
     );
     assert_eq!(dx, vec![5.0; 30], "a failed backward touched dx");
     assert_eq!(d_state, m.zero_state(2));
+}
+
+/// Backward uses its reserve up (an LSTM's gate gradients go over the saved gates): a second
+/// backward is an error, a failed one keeps the reserve whole, and each new forward_train
+/// makes it usable again, with the same gradients every time.
+#[test]
+fn backward_uses_the_reserve_up() {
+    let configs = [
+        Config::lstm(3, 4).with_layers(2).with_bidirectional(true),
+        Config::gru(3, 4).with_layers(2),
+        Config::rnn(3, 4),
+    ];
+    for config in configs {
+        let m = Recurrent::<f32>::with_seed(config.clone(), 3).unwrap();
+        let shape = SeqShape::new(5, 2);
+        let x: Vec<f32> = (0..5 * 2 * 3).map(|i| (i as f32 * 0.37).sin()).collect();
+        let input = Input::new(&x, shape);
+        let mut y = vec![0.0f32; 5 * 2 * config.output_size()];
+        let dy: Vec<f32> = (0..y.len()).map(|i| (i as f32 * 0.11).cos()).collect();
+        let (mut reserve, mut ws) = (Reserve::new(), Workspace::new());
+        let mut grads_of_a_run = |reserve: &mut Reserve<f32>, bad_dy_first: bool| {
+            m.forward_train(input, &mut m.zero_state(2), &mut y, reserve, &mut ws)
+                .unwrap();
+            let (mut grads, mut d_state) = (m.zero_grads(), m.zero_state(2));
+            if bad_dy_first {
+                let out = Backward {
+                    d_state: &mut d_state,
+                    dx: None,
+                    grads: &mut grads,
+                };
+                let err = m.backward(input, &dy[1..], reserve, out, &mut ws);
+                assert!(err.is_err());
+            }
+            let out = Backward {
+                d_state: &mut d_state,
+                dx: None,
+                grads: &mut grads,
+            };
+            m.backward(input, &dy, reserve, out, &mut ws).unwrap();
+            let out = Backward {
+                d_state: &mut m.zero_state(2),
+                dx: None,
+                grads: &mut m.zero_grads(),
+            };
+            let again = m.backward(input, &dy, reserve, out, &mut ws);
+            assert_eq!(again.unwrap_err(), Error::ReserveEmpty, "{config:?}");
+            grads
+        };
+        let first = grads_of_a_run(&mut reserve, false);
+        assert!(first.iter().any(|t| t.data().iter().any(|&g| g != 0.0)));
+        assert_eq!(grads_of_a_run(&mut reserve, true), first, "{config:?}");
+        assert_eq!(grads_of_a_run(&mut reserve, false), first, "{config:?}");
+    }
 }
 
 #[test]

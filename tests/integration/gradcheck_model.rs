@@ -65,7 +65,7 @@ impl Model {
                 grads: &mut g.rnn,
             };
             self.rnn
-                .backward(input, &dy, &reserve, out, &mut ws)
+                .backward(input, &dy, &mut reserve, out, &mut ws)
                 .unwrap();
             self.embed.backward(ids, &dx, &mut g.embed).unwrap();
         }

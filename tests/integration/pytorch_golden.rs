@@ -122,7 +122,7 @@ fn check_case(case: &Value) {
             grads: &mut grads,
         };
         module
-            .backward(input, dy, &reserve, bwd, &mut ws)
+            .backward(input, dy, &mut reserve, bwd, &mut ws)
             .expect("backward");
         d_initial.get_or_insert(d_state);
         start += w;

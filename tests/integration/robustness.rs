@@ -235,7 +235,9 @@ fn ten_thousand_steps_stay_bounded_with_finite_gradients() {
             dx: None,
             grads: &mut grads,
         };
-        module.backward(input, &dy, &reserve, out, &mut ws).unwrap();
+        module
+            .backward(input, &dy, &mut reserve, out, &mut ws)
+            .unwrap();
         if !matches!(cell, CellKind::Rnn(fused_rnn::Nonlinearity::Relu)) {
             for g in grads.iter() {
                 assert!(

@@ -43,7 +43,9 @@ fn train_step(module: &Recurrent<f32>, x: &[f32], shape: SeqShape) -> Vec<u32> {
         dx: Some(&mut dx),
         grads: &mut grads,
     };
-    module.backward(input, &dy, &reserve, out, &mut ws).unwrap();
+    module
+        .backward(input, &dy, &mut reserve, out, &mut ws)
+        .unwrap();
     let mut all: Vec<f32> = y;
     all.extend(state.h.iter().chain(&state.c).chain(&dx).chain(&d_state.h));
     all.extend(grads.iter().flat_map(|t| t.data().iter().copied()));

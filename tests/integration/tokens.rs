@@ -203,7 +203,7 @@ fn bad_tokens_are_errors_and_write_nothing() {
         dx: Some(&mut dx[..11]),
         grads: &mut grads,
     };
-    let r = lstm.backward(input, &y, &reserve, out, &mut ws);
+    let r = lstm.backward(input, &y, &mut reserve, out, &mut ws);
     assert!(names(&r, "dx"), "{r:?}");
 }
 

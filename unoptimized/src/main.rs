@@ -88,7 +88,7 @@ fn train_step<F: Float>(config: &Config, shape: SeqShape) -> Result<Vec<F>, fuse
         dx: None,
         grads: &mut grads,
     };
-    module.backward(input, &dy, &reserve, out, &mut ws)?;
+    module.backward(input, &dy, &mut reserve, out, &mut ws)?;
     let mut state = module.zero_state(shape.batch);
     module.forward(input, &mut state, &mut y, &mut ws)?;
     let finite = y.iter().all(|v| v.to_f64().is_finite())

@@ -260,6 +260,99 @@ pub fn lstm_bwd_pointwise<T: Float>(arch: Arch, args: LstmBwdPointwise<'_, T>) {
     T::__kernel_lstm_bwd(arch, args)
 }
 
+/// Arguments of [`lstm_bwd_pointwise_in_place`]: [`LstmBwdPointwise`] with the gate
+/// gradients written over the saved gates they come from. Training then needs no second
+/// `[T][B][4H]` buffer: the gradients go to lines the pass has just read (in cache), not to
+/// lines of another buffer fetched from memory first.
+#[derive(Debug)]
+pub struct LstmBwdPointwiseInPlace<'a, T> {
+    /// `[B][4H]` in: the activated gates forward saved; out: dL/d(pre-activation) of i,
+    /// f, g, o.
+    pub gates: RowsMut<'a, T>,
+    /// `[B][H]` c_{t-1}.
+    pub c_prev: Rows<'a, T>,
+    /// `[B][H]` dL/dh_t arriving through the recurrence (or the whole gradient on h_t).
+    pub dh: Rows<'a, T>,
+    /// `[B][H]` dL/dy_t, added to `dh` when given.
+    pub dy: Option<Rows<'a, T>>,
+    /// `[B][H]` dL/dc_t arriving from the step after.
+    pub dc: Rows<'a, T>,
+    /// `[B][H]` out: dL/dc_{t-1}.
+    pub dc_prev: RowsMut<'a, T>,
+}
+
+impl<T> LstmBwdPointwiseInPlace<'_, T> {
+    /// Checks the views against each other; returns (B, H).
+    #[track_caller]
+    pub fn check(&self) -> (usize, usize) {
+        let (b, h) = (self.c_prev.rows(), self.c_prev.cols());
+        check_shape(
+            "lstm bwd gates",
+            self.gates.rows(),
+            self.gates.cols(),
+            b,
+            4 * h,
+        );
+        check_shape("lstm bwd dh", self.dh.rows(), self.dh.cols(), b, h);
+        if let Some(dy) = &self.dy {
+            check_shape("lstm bwd dy", dy.rows(), dy.cols(), b, h);
+        }
+        check_shape("lstm bwd dc", self.dc.rows(), self.dc.cols(), b, h);
+        let (rows, cols) = (self.dc_prev.rows(), self.dc_prev.cols());
+        check_shape("lstm bwd dc_prev", rows, cols, b, h);
+        (b, h)
+    }
+}
+
+impl<T: Float> WithSimd for LstmBwdPointwiseInPlace<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(mut self, s: S) {
+        let (rows, h) = self.check();
+        let l = Lanes::<S, T>::new(s);
+        for r in 0..rows {
+            let dc_prev = self.dc_prev.row_mut(r);
+            let (c_prev, dc, dh) = (self.c_prev.row(r), self.dc.row(r), self.dh.row(r));
+            // tanh(c') first, as in [`LstmBwdPointwise`], parked in dc_prev's place (o is
+            // still to be read); the same operations, so the same bits.
+            let [i, f, g, _] = split_gates::<4, T>(self.gates.row(r), h);
+            lane_map!(l, [i, f, g, c_prev], [dc_prev], |[i, f, g, c_prev], _| {
+                [l.tanh(next_cell(l, i, f, g, c_prev))]
+            });
+            let [i, f, g, o] = split_gates_mut::<4, T>(self.gates.row_mut(r), h);
+            match &self.dy {
+                Some(dy) => lane_map!(
+                    l,
+                    [c_prev, dc, dh, dy.row(r)],
+                    [dc_prev, i, f, g, o],
+                    |[c_prev, dc, dh, dy], [tc, i, f, g, o]| {
+                        lstm_bwd_step(l, [i, f, g, o, c_prev, dc, l.add(dh, dy), tc])
+                    }
+                ),
+                None => lane_map!(
+                    l,
+                    [c_prev, dc, dh],
+                    [dc_prev, i, f, g, o],
+                    |[c_prev, dc, dh], [tc, i, f, g, o]| {
+                        lstm_bwd_step(l, [i, f, g, o, c_prev, dc, dh, tc])
+                    }
+                ),
+            }
+        }
+    }
+}
+
+/// [`lstm_bwd_pointwise`] writing the gate gradients over the gates: the same values, bit
+/// for bit.
+///
+/// # Panics
+/// If the views disagree in shape.
+#[track_caller]
+pub fn lstm_bwd_pointwise_in_place<T: Float>(arch: Arch, args: LstmBwdPointwiseInPlace<'_, T>) {
+    args.check();
+    T::__kernel_lstm_bwd_in_place(arch, args)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -398,7 +491,28 @@ mod tests {
         check_close("dc", &unpad(&dc, b, h, pad), &want_dc, tol)?;
         check_close("d_gates", &unpad(&dg, b, 4 * h, pad), &want_dg, tol)?;
         assert_padding_nan("d_gates", &dg, b, 4 * h, pad)?;
-        assert_padding_nan("dc", &dc, b, h, pad)
+        assert_padding_nan("dc", &dc, b, h, pad)?;
+        // In place: the gradients over (padded) gates, bit for bit the pass's above.
+        let mut in_place = crate::testing::nan_filled::<T>(b * (4 * h + pad));
+        for (dst, src) in in_place.chunks_mut(4 * h + pad).zip(gates_t.chunks(4 * h)) {
+            dst[..4 * h].copy_from_slice(src);
+        }
+        let mut dc_in_place = crate::testing::nan_filled::<T>(b * (h + pad));
+        lstm_bwd_pointwise_in_place(
+            arch,
+            LstmBwdPointwiseInPlace {
+                gates: RowsMut::new(&mut in_place, b, 4 * h, 4 * h + pad),
+                c_prev: Rows::contiguous(&c_prev_t, b, h),
+                dh: Rows::contiguous(&dh_t, b, h),
+                dy: dy_t.as_deref().map(|dy| Rows::contiguous(dy, b, h)),
+                dc: Rows::contiguous(&dc_t, b, h),
+                dc_prev: RowsMut::new(&mut dc_in_place, b, h, h + pad),
+            },
+        );
+        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&in_place), bits(&dg), "in-place d_gates");
+        prop_assert_eq!(bits(&dc_in_place), bits(&dc), "in-place dc");
+        Ok(())
     }
 
     proptest! {
