@@ -18,12 +18,13 @@ mod checkpoint;
 mod corpus;
 mod model;
 mod sample;
+mod speed;
 mod train;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,6 +32,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use corpus::Text;
 use model::{CharModel, ModelConfig};
 use sample::SampleOptions;
+use speed::Speed;
 use train::{TrainOptions, Trainer};
 
 #[derive(Parser, Debug)]
@@ -272,8 +274,7 @@ fn train_loop(args: &TrainArgs) -> Result<(), String> {
         .expect("a valid template"),
     );
     bar.set_position(t.step);
-    let chars_per_step = (t.opts.batch * t.opts.seq) as f64;
-    let (mut train_time, mut trained) = (Duration::ZERO, 0u64);
+    let (mut speed, mut trained) = (Speed::new(t.opts.batch * t.opts.seq), 0u64);
     let (mut last_train, mut last_valid) = (f64::NAN, f64::NAN);
     let started = Instant::now();
     // The samples start from "fn " (or what of it the vocabulary has).
@@ -291,17 +292,16 @@ fn train_loop(args: &TrainArgs) -> Result<(), String> {
     while t.step < args.steps {
         let at = Instant::now();
         last_train = bits(t.train_step()?);
-        train_time += at.elapsed();
+        speed.add(at.elapsed());
         trained += 1;
         let step = t.step;
         let evaluated = step % args.eval_every.max(1) == 0 || step == args.steps;
         if evaluated {
             last_valid = bits(t.evaluate()?);
         }
-        let speed = trained as f64 * chars_per_step / train_time.as_secs_f64();
         let status = format!(
             "train {last_train:.3} bpc | valid {last_valid:.3} bpc | {:.1}K chars/s",
-            speed / 1e3
+            speed.chars_per_s() / 1e3
         );
         bar.set_message(status.clone());
         bar.set_position(step);
@@ -333,16 +333,11 @@ fn train_loop(args: &TrainArgs) -> Result<(), String> {
     bar.finish();
     let s = sample::sample(&t.model, &t.text.vocab, &sample_opts(t.step, 600))?;
     println!("---- final sample ----\n{prime}{s}\n");
-    let speed = if trained > 0 {
-        trained as f64 * chars_per_step / train_time.as_secs_f64()
-    } else {
-        0.0
-    };
     println!(
         "done: {} steps ({trained} in this run) in {:.1} s, {:.0} chars/s; train {last_train:.3} bpc, validation {last_valid:.3} bpc; checkpoint {}",
         t.step,
         started.elapsed().as_secs_f64(),
-        speed,
+        speed.chars_per_s(),
         args.checkpoint.display()
     );
     Ok(())

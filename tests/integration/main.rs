@@ -22,6 +22,9 @@ mod model;
 #[path = "../../examples/char_rnn/sample.rs"]
 mod sample;
 #[allow(dead_code)]
+#[path = "../../examples/char_rnn/speed.rs"]
+mod speed;
+#[allow(dead_code)]
 #[path = "../../examples/char_rnn/train.rs"]
 mod train;
 
