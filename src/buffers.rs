@@ -107,8 +107,8 @@ impl fmt::Display for ReserveShape {
 ///
 /// Size one with [`Reserve::for_shape`] for the largest window you run; a shorter window
 /// (the last one of a sequence) reuses it. `backward` checks that the reserve was filled by
-/// the same module for the shape it is asked about, and uses it up: an LSTM's gate
-/// gradients are written over its saved gates, so each backward needs its own
+/// the same module for the shape it is asked about, and uses it up: an LSTM's or a reset-after
+/// GRU's gate gradients are written over its saved gates, so each backward needs its own
 /// `forward_train` (as PyTorch frees a graph's saved tensors in `backward`).
 #[derive(Clone, Debug)]
 pub struct Reserve<T> {

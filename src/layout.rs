@@ -16,8 +16,9 @@
 //! # Reserve, per layer and direction (the "tape")
 //!
 //! ```text
-//! gates  [T*B][G*H]      activated gates (the input projection lands here first); an
-//!                        LSTM's backward writes their gradients over them
+//! gates  [T*B][G*H]      activated gates (the input projection lands here first); the
+//!                        backward of an LSTM or reset-after GRU writes their gradients
+//!                        over them
 //! h      [(T+1)*B][Hout] states by position: forward, position t is the state entering step t
 //!                        and T the final one; reverse, position t+1 enters step t, 0 is final
 //! c      [(T+1)*B][H]    the same for c                                           (LSTM)
@@ -101,10 +102,14 @@ impl Dims {
         self.cell.has_cell_state()
     }
     /// Whether backward writes the gate gradients over the saved gates in the reserve (an
-    /// LSTM: its pass reads nothing of a step's gates after writing their gradients), not
-    /// into a workspace buffer of their own.
+    /// LSTM and a reset-after GRU: one pass a step, which reads nothing of a step's gates
+    /// after writing their gradients), not into a workspace buffer of their own. A
+    /// reset-before GRU reads its gates again after the product between its two passes.
     pub fn gate_grads_in_reserve(&self) -> bool {
-        self.cell == CellKind::Lstm
+        matches!(
+            self.cell,
+            CellKind::Lstm | CellKind::Gru { reset_after: true }
+        )
     }
     pub fn gh(&self) -> usize {
         self.gates * self.hidden

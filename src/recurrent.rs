@@ -300,9 +300,10 @@ impl<T: Float> Recurrent<T> {
     /// resets); `dy` is dL/dy in y's layout. Gradients are added into `out.grads`; `out.dx`
     /// is overwritten; `out.d_state` goes from dL/d(final state) to dL/d(initial state).
     ///
-    /// Backward uses the reserve up, as PyTorch frees a graph's saved tensors: an LSTM writes
-    /// its gate gradients over the saved gates (a buffer and a pass over memory fewer). A
-    /// second backward needs a new `forward_train` ([`Error::ReserveEmpty`] until then).
+    /// Backward uses the reserve up, as PyTorch frees a graph's saved tensors: an LSTM or a
+    /// reset-after GRU writes its gate gradients over the saved gates (no buffer of their
+    /// own). A second backward needs a new `forward_train` ([`Error::ReserveEmpty`] until
+    /// then).
     ///
     /// # Errors
     /// [`Error::ReserveEmpty`] if no `forward_train` filled the reserve (or a backward has

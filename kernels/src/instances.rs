@@ -27,8 +27,8 @@ use crate::math::MapOp;
 use crate::optim::{AdagradUpdate, AdamUpdate};
 use crate::pointwise::Units;
 use crate::pointwise::gru::{
-    GruBwdPointwise, GruBwdPointwiseGates, GruBwdPointwiseOut, GruFwdPointwise,
-    GruFwdPointwiseGates, GruFwdPointwiseOut,
+    GruBwdPointwise, GruBwdPointwiseGates, GruBwdPointwiseInPlace, GruBwdPointwiseOut,
+    GruFwdPointwise, GruFwdPointwiseGates, GruFwdPointwiseOut,
 };
 use crate::pointwise::lstm::{LstmBwdPointwise, LstmBwdPointwiseInPlace, LstmFwdPointwise};
 use crate::pointwise::rnn::{RnnBwdPointwise, RnnFwdPointwise};
@@ -74,6 +74,8 @@ instances! {
     __kernel_gru_fwd: Units<GruFwdPointwise<'_, Self>>;
     /// [`crate::pointwise::gru::gru_bwd_pointwise`].
     __kernel_gru_bwd: GruBwdPointwise<'_, Self>;
+    /// [`crate::pointwise::gru::gru_bwd_pointwise_in_place`].
+    __kernel_gru_bwd_in_place: GruBwdPointwiseInPlace<'_, Self>;
     /// [`crate::pointwise::gru::gru_fwd_pointwise_gates`].
     __kernel_gru_fwd_gates: GruFwdPointwiseGates<'_, Self>;
     /// [`crate::pointwise::gru::gru_fwd_pointwise_out`].

@@ -7,8 +7,8 @@
 //! arriving at a step and the one it passes back.
 
 use fused_rnn_kernels::pointwise::gru::{
-    GruBwdPointwise, GruBwdPointwiseGates, GruBwdPointwiseOut, gru_bwd_pointwise,
-    gru_bwd_pointwise_gates, gru_bwd_pointwise_out,
+    GruBwdPointwiseGates, GruBwdPointwiseInPlace, GruBwdPointwiseOut, gru_bwd_pointwise_gates,
+    gru_bwd_pointwise_in_place, gru_bwd_pointwise_out,
 };
 use fused_rnn_kernels::pointwise::lstm::{LstmBwdPointwiseInPlace, lstm_bwd_pointwise_in_place};
 use fused_rnn_kernels::pointwise::rnn::{RnnBwdPointwise, rnn_bwd_pointwise};
@@ -22,7 +22,8 @@ use crate::config::Parallelism;
 /// The saved activations of one direction (a training tape, read-only).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TapeRef<'a, T> {
-    /// Empty for an LSTM, whose gates are in [`BwdScratch::dg`] (their gradients go over them).
+    /// Empty for an LSTM and a reset-after GRU, whose gates are in [`BwdScratch::dg`] (their
+    /// gradients go over them).
     pub gates: &'a [T],
     pub h: &'a [T],
     pub c: &'a [T],
@@ -32,7 +33,8 @@ pub(crate) struct TapeRef<'a, T> {
 /// One chunk's backward scratch and outputs.
 #[derive(Debug)]
 pub(crate) struct BwdScratch<'a, T> {
-    /// `[T][Bc][G*H]` out: the gate gradients; for an LSTM in: the saved gates.
+    /// `[T][Bc][G*H]` out: the gate gradients; in, for an LSTM and a reset-after GRU: the
+    /// saved gates.
     pub dg: &'a mut [T],
     /// `[T][Bc][H]` out: reset-after GRU's input side of n (else empty).
     pub d_an: &'a mut [T],
@@ -276,17 +278,16 @@ impl<'a, T: Float> DirBackward<'a, T> {
             }
             CellKind::Gru { reset_after: true } => {
                 let d_an = &mut self.scratch.d_an[t * b * h..(t + 1) * b * h];
-                let pass = GruBwdPointwise {
-                    gates: gates(),
+                let pass = GruBwdPointwiseInPlace {
+                    gates: rows_mut(dg, b, gh),
                     hn: rows(extra_t, b, h),
                     h_prev: rows(h_prev, b, h),
                     dh: rows(dh_in, b, h),
                     dy: Some(dy),
-                    d_gates: rows_mut(dg, b, gh),
                     d_an: rows_mut(d_an, b, h),
                     dh_prev: rows_mut(dh_out, b, h),
                 };
-                gru_bwd_pointwise(arch, pass);
+                gru_bwd_pointwise_in_place(arch, pass);
                 zero_padding(&self.masks, t, dg, gh);
                 zero_padding(&self.masks, t, d_an, h);
                 (gh, T::ONE)

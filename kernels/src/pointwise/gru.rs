@@ -224,6 +224,95 @@ impl<T: Float> WithSimd for GruBwdPointwise<'_, T> {
     }
 }
 
+/// Arguments of [`gru_bwd_pointwise_in_place`]: [`GruBwdPointwise`] with the recurrent
+/// side's gradients written over the saved gates they come from (as
+/// [`crate::pointwise::lstm::LstmBwdPointwiseInPlace`]).
+#[derive(Debug)]
+pub struct GruBwdPointwiseInPlace<'a, T> {
+    /// `[B][3H]` in: the activated r, z, n forward saved; out: the recurrent side's
+    /// gradients `(dar, daz, dan*r)`.
+    pub gates: RowsMut<'a, T>,
+    /// `[B][H]` `h_{t-1} W_hn^T + b_hn` forward saved.
+    pub hn: Rows<'a, T>,
+    /// `[B][H]` h_{t-1}.
+    pub h_prev: Rows<'a, T>,
+    /// `[B][H]` dL/dh_t arriving through the recurrence (or the whole gradient on h_t).
+    pub dh: Rows<'a, T>,
+    /// `[B][H]` dL/dy_t, added to `dh` when given.
+    pub dy: Option<Rows<'a, T>>,
+    /// `[B][H]` out: `dan`, the input side's gradient of n.
+    pub d_an: RowsMut<'a, T>,
+    /// `[B][H]` out: `dh*z`, the direct part of dL/dh_{t-1}.
+    pub dh_prev: RowsMut<'a, T>,
+}
+
+impl<T> GruBwdPointwiseInPlace<'_, T> {
+    /// Checks the views against each other; returns (B, H).
+    #[track_caller]
+    pub fn check(&self) -> (usize, usize) {
+        let (b, h) = (self.h_prev.rows(), self.h_prev.cols());
+        check_shape(
+            "gru bwd gates",
+            self.gates.rows(),
+            self.gates.cols(),
+            b,
+            3 * h,
+        );
+        check_shape("gru bwd hn", self.hn.rows(), self.hn.cols(), b, h);
+        check_shape("gru bwd dh", self.dh.rows(), self.dh.cols(), b, h);
+        if let Some(dy) = &self.dy {
+            check_shape("gru bwd dy", dy.rows(), dy.cols(), b, h);
+        }
+        check_shape("gru bwd d_an", self.d_an.rows(), self.d_an.cols(), b, h);
+        let (rows, cols) = (self.dh_prev.rows(), self.dh_prev.cols());
+        check_shape("gru bwd dh_prev", rows, cols, b, h);
+        (b, h)
+    }
+}
+
+impl<T: Float> WithSimd for GruBwdPointwiseInPlace<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(mut self, s: S) {
+        let (rows, h) = self.check();
+        let l = Lanes::<S, T>::new(s);
+        for row in 0..rows {
+            let [r, z, n] = split_gates_mut::<3, T>(self.gates.row_mut(row), h);
+            let (d_an, dh_prev) = (self.d_an.row_mut(row), self.dh_prev.row_mut(row));
+            let (hn, h_prev, dh) = (self.hn.row(row), self.h_prev.row(row), self.dh.row(row));
+            match &self.dy {
+                Some(dy) => lane_map!(
+                    l,
+                    [hn, h_prev, dh, dy.row(row)],
+                    [r, z, n, d_an, dh_prev],
+                    |[hn, h_prev, dh, dy], [r, z, n, _, _]| {
+                        gru_bwd_step(l, [r, z, n, hn, h_prev, l.add(dh, dy)])
+                    }
+                ),
+                None => lane_map!(
+                    l,
+                    [hn, h_prev, dh],
+                    [r, z, n, d_an, dh_prev],
+                    |[hn, h_prev, dh], [r, z, n, _, _]| {
+                        gru_bwd_step(l, [r, z, n, hn, h_prev, dh])
+                    }
+                ),
+            }
+        }
+    }
+}
+
+/// [`gru_bwd_pointwise`] writing the recurrent side's gradients over the gates: the same
+/// values, bit for bit.
+///
+/// # Panics
+/// If the views disagree in shape.
+#[track_caller]
+pub fn gru_bwd_pointwise_in_place<T: Float>(arch: Arch, args: GruBwdPointwiseInPlace<'_, T>) {
+    args.check();
+    T::__kernel_gru_bwd_in_place(arch, args)
+}
+
 /// The reset-after backward body: (r, z, n, hn, h_prev, dh) to
 /// (dar, daz, dan*r, dan, dh*z).
 #[inline(always)]
@@ -720,7 +809,28 @@ mod tests {
         check_close("d_gates", &unpad(&dg, b, 3 * h, pad), &want_dg, tol)?;
         check_close("d_an", &unpad(&dan, b, h, pad), &want_dan, tol)?;
         check_close("dh_prev", &unpad(&dhp, b, h, pad), &want_dhp, tol)?;
-        assert_padding_nan("d_gates", &dg, b, 3 * h, pad)
+        assert_padding_nan("d_gates", &dg, b, 3 * h, pad)?;
+        // In place: the gradients over (padded) gates, bit for bit the pass's above.
+        let mut in_place = padded::<T>(&want_g, b, 3 * h, pad);
+        let mut dan_in_place = crate::testing::nan_filled::<T>(b * (h + pad));
+        let mut dhp_in_place = crate::testing::nan_filled::<T>(b * (h + pad));
+        gru_bwd_pointwise_in_place(
+            arch,
+            GruBwdPointwiseInPlace {
+                gates: RowsMut::new(&mut in_place, b, 3 * h, 3 * h + pad),
+                hn: Rows::contiguous(&saved_hn, b, h),
+                h_prev: Rows::contiguous(&h_prev, b, h),
+                dh: Rows::contiguous(&dh, b, h),
+                dy: dy.as_deref().map(|dy| Rows::contiguous(dy, b, h)),
+                d_an: RowsMut::new(&mut dan_in_place, b, h, h + pad),
+                dh_prev: RowsMut::new(&mut dhp_in_place, b, h, h + pad),
+            },
+        );
+        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&in_place), bits(&dg), "in-place d_gates");
+        prop_assert_eq!(bits(&dan_in_place), bits(&dan), "in-place d_an");
+        prop_assert_eq!(bits(&dhp_in_place), bits(&dhp), "in-place dh_prev");
+        Ok(())
     }
 
     fn reset_before<T: Float>(arch: Arch, c: &Case) -> Result<(), TestCaseError> {
