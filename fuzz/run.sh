@@ -24,9 +24,11 @@ else
 fi
 
 # Seeds: the committed safetensors fixtures (PyTorch state_dicts) and a tiny char-rnn
-# checkpoint, so that the loader target starts from valid files and mutates them.
-mkdir -p corpus/load_files
+# checkpoint, so that the loader target starts from valid files and mutates them; and the
+# inputs of crashes found before, so that every run replays them.
+mkdir -p corpus/load_files corpus/layer_api
 cp ../tests/fixtures/safetensors/*.safetensors seeds/load_files/* corpus/load_files/
+cp seeds/layer_api/* corpus/layer_api/
 
 build=()
 if [ "${FUZZ_DEV:-0}" = 1 ]; then

@@ -748,10 +748,10 @@ pub(crate) fn backward<T: Float>(
         // each cut into its gates (which may take the gate gradients) and the rest.
         let (lower, this_layer) = reserve.split_at_mut(rl.layer_start(layer));
         let lower: &[T] = lower;
-        let mut layer_tapes: PerDir<(&mut [T], &[T])> = this_layer[..d.dirs * tape_len]
-            .chunks_exact_mut(tape_len)
-            .map(|tape| {
-                let (gates, rest) = tape.split_at_mut(rl.tape.gates);
+        let mut tapes_left = Carver::new(this_layer);
+        let mut layer_tapes: PerDir<(&mut [T], &[T])> = (0..d.dirs)
+            .map(|_| {
+                let (gates, rest) = tapes_left.take(tape_len).split_at_mut(rl.tape.gates);
                 (gates, &*rest)
             })
             .collect();

@@ -157,3 +157,40 @@ fn a_workspace_shared_by_modules_gives_each_its_own_results() {
         }
     });
 }
+
+/// A batch of no sequences trains and backpropagates through nothing: no rows, no tapes
+/// (the fuzzer found backward splitting empty tapes into directions).
+#[test]
+fn an_empty_batch_runs_through_and_changes_nothing() {
+    for cell in CellKind::ALL {
+        let m = Recurrent::<f64>::with_seed(
+            Config::lstm(2, 3)
+                .with_cell(cell)
+                .with_layers(2)
+                .with_bidirectional(true),
+            4,
+        )
+        .unwrap();
+        let shape = SeqShape::new(5, 0);
+        let (mut reserve, mut ws) = (Reserve::new(), Workspace::new());
+        let mut state = m.zero_state(0);
+        m.forward_train(
+            Input::new(&[], shape),
+            &mut state,
+            &mut [],
+            &mut reserve,
+            &mut ws,
+        )
+        .unwrap();
+        let mut d_state = m.zero_state(0);
+        let mut grads = m.zero_grads();
+        let out = Backward {
+            d_state: &mut d_state,
+            dx: Some(&mut []),
+            grads: &mut grads,
+        };
+        m.backward(Input::new(&[], shape), &[], &mut reserve, out, &mut ws)
+            .unwrap();
+        assert!(grads.iter().all(|t| t.data().iter().all(|&g| g == 0.0)));
+    }
+}
