@@ -4,10 +4,12 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fused_rnn_kernels::pointwise::gru::{
-    GruBwdPointwise, GruFwdPointwise, gru_bwd_pointwise, gru_fwd_pointwise,
+    GruBwdPointwise, GruBwdPointwiseInPlace, GruFwdPointwise, gru_bwd_pointwise,
+    gru_bwd_pointwise_in_place, gru_fwd_pointwise,
 };
 use fused_rnn_kernels::pointwise::lstm::{
-    LstmBwdPointwise, LstmFwdPointwise, lstm_bwd_pointwise, lstm_fwd_pointwise,
+    LstmBwdPointwise, LstmBwdPointwiseInPlace, LstmFwdPointwise, lstm_bwd_pointwise,
+    lstm_bwd_pointwise_in_place, lstm_fwd_pointwise,
 };
 use fused_rnn_kernels::pointwise::rnn::{
     RnnBwdPointwise, RnnFwdPointwise, rnn_bwd_pointwise, rnn_fwd_pointwise,
@@ -74,6 +76,26 @@ fn lstm(c: &mut Criterion) {
                                 dc: Rows::contiguous(&dc, b, h),
                                 dc_prev: RowsMut::contiguous(&mut dc_prev, b, h),
                                 d_gates: RowsMut::contiguous(&mut dg, b, 4 * h),
+                            },
+                        )
+                    })
+                },
+            );
+            // Over the gates, as training runs it; each run first copies the gates back in.
+            g.bench_function(
+                BenchmarkId::new(format!("bwd_in_place/{name}"), format!("{b}x{h}")),
+                |bn| {
+                    bn.iter(|| {
+                        dg.copy_from_slice(&gates);
+                        lstm_bwd_pointwise_in_place(
+                            arch,
+                            LstmBwdPointwiseInPlace {
+                                gates: RowsMut::contiguous(&mut dg, b, 4 * h),
+                                c_prev: Rows::contiguous(&c_prev, b, h),
+                                dh: Rows::contiguous(&dh, b, h),
+                                dy: None,
+                                dc: Rows::contiguous(&dc, b, h),
+                                dc_prev: RowsMut::contiguous(&mut dc_prev, b, h),
                             },
                         )
                     })
@@ -154,6 +176,27 @@ fn gru(c: &mut Criterion) {
                                 dh: Rows::contiguous(&dh, b, h),
                                 dy: None,
                                 d_gates: RowsMut::contiguous(&mut dg, b, 3 * h),
+                                d_an: RowsMut::contiguous(&mut dan, b, h),
+                                dh_prev: RowsMut::contiguous(&mut dhp, b, h),
+                            },
+                        )
+                    })
+                },
+            );
+            // Over the gates, as training runs it; each run first copies the gates back in.
+            g.bench_function(
+                BenchmarkId::new(format!("bwd_in_place/{name}"), format!("{b}x{h}")),
+                |bn| {
+                    bn.iter(|| {
+                        dg.copy_from_slice(&gates);
+                        gru_bwd_pointwise_in_place(
+                            arch,
+                            GruBwdPointwiseInPlace {
+                                gates: RowsMut::contiguous(&mut dg, b, 3 * h),
+                                hn: Rows::contiguous(&hn, b, h),
+                                h_prev: Rows::contiguous(&h_prev, b, h),
+                                dh: Rows::contiguous(&dh, b, h),
+                                dy: None,
                                 d_an: RowsMut::contiguous(&mut dan, b, h),
                                 dh_prev: RowsMut::contiguous(&mut dhp, b, h),
                             },
