@@ -4,7 +4,9 @@
 //! (forward, backward, the embedding's gradient) looked up then fed as rows, against token
 //! input (`Input::tokens`). Throughput in rows (characters). And Adam's update of the
 //! char-rnn's 0.89 M parameters on one thread: the kernel against its element-by-element
-//! reference (what the update was before it had a kernel). Throughput in parameters.
+//! reference (what the update was before it had a kernel). Throughput in parameters. And
+//! the sums of a step's gate gradients by token id (the embedding's gradient), a row at a
+//! time into its id's sums against each id's rows together (`add_rows_of`).
 //!
 //! `cargo bench --bench blocks`
 
@@ -17,7 +19,7 @@ use fused_rnn_kernels::Rows;
 use fused_rnn_kernels::optim::{AdamStep, AdamUpdate, adam_update};
 use fused_rnn_kernels::reference::optim as naive;
 use fused_rnn_kernels::reference::sums as naive_sums;
-use fused_rnn_kernels::sums::{AddRows, add_rows};
+use fused_rnn_kernels::sums::{AddRows, AddRowsOf, add_rows, add_rows_of, add_slice};
 
 fn blocks(c: &mut Criterion) {
     let (rows, classes) = (32 * 64, 97);
@@ -167,5 +169,55 @@ fn bias_sums(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, blocks, embedding_into_lstm, adam, bias_sums);
+/// One char-rnn step's gate gradients (2048 rows of 1024) summed by token id (97, skewed as
+/// characters are): each row added into its id's sums as it comes, against each id's rows
+/// taken together, the sums held in registers across them (what `sum_by_id` does).
+fn sums_by_id(c: &mut Criterion) {
+    let (rows, width, vocab) = (2048, 1024, 97);
+    let dg: Vec<f32> = (0..rows * width)
+        .map(|i| ((i * 7919) % 2000) as f32 / 2e5 - 5e-3)
+        .collect();
+    // id = floor(97 u^3), u spread evenly: a few ids take most rows, as spaces and `e` do.
+    let ids: Vec<usize> = (0..rows)
+        .map(|r| {
+            let u = ((r * 1237) % rows) as f64 / rows as f64;
+            (vocab as f64 * u * u * u) as usize
+        })
+        .collect();
+    let mut by_id = vec![Vec::new(); vocab];
+    for (r, &id) in ids.iter().enumerate() {
+        by_id[id].push(r);
+    }
+    let view = Rows::contiguous(&dg, rows, width);
+    let mut sums = vec![0.0f32; vocab * width];
+    let arch = fused_rnn_kernels::arch();
+    let mut group = c.benchmark_group("blocks");
+    group.throughput(Throughput::Elements((rows * width) as u64));
+    group.bench_function("sums_by_id_2048x1024/row_by_row", |b| {
+        b.iter(|| {
+            for (r, &id) in ids.iter().enumerate() {
+                let row = black_box(view).row(r);
+                add_slice(arch, &mut sums[id * width..(id + 1) * width], row);
+            }
+        })
+    });
+    group.bench_function("sums_by_id_2048x1024/by_id", |b| {
+        b.iter(|| {
+            for (acc, order) in sums.chunks_exact_mut(width).zip(&by_id) {
+                let rows = black_box(view);
+                add_rows_of(arch, AddRowsOf { acc, rows, order });
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    blocks,
+    embedding_into_lstm,
+    adam,
+    bias_sums,
+    sums_by_id
+);
 criterion_main!(benches);

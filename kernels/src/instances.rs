@@ -32,7 +32,7 @@ use crate::pointwise::gru::{
 };
 use crate::pointwise::lstm::{LstmBwdPointwise, LstmBwdPointwiseInPlace, LstmFwdPointwise};
 use crate::pointwise::rnn::{RnnBwdPointwise, RnnFwdPointwise};
-use crate::sums::AddRows;
+use crate::sums::{AddRows, AddRowsOf};
 
 /// Declares [`Instances`] with one method per kernel body (`name: the body's type`, with
 /// `Self` the element type), each running its body through `arch.dispatch`, and implements
@@ -94,6 +94,8 @@ instances! {
     __kernel_adagrad: AdagradUpdate<'_, Self>;
     /// [`crate::sums::add_rows`].
     __kernel_add_rows: AddRows<'_, Self>;
+    /// [`crate::sums::add_rows_of`].
+    __kernel_add_rows_of: AddRowsOf<'_, Self>;
 }
 
 #[cfg(test)]

@@ -12,8 +12,10 @@
 //! layer 0 then looks the rows up into a `T*B x I` scratch and runs as on x, and dL/dtable
 //! sums dL/dx by id. Either way token input costs no more than looking the rows up first.
 
-use fused_rnn_kernels::sums::add_slice;
-use fused_rnn_kernels::{Arch, CellKind, Float};
+use std::cell::RefCell;
+
+use fused_rnn_kernels::sums::{AddRowsOf, add_rows_of};
+use fused_rnn_kernels::{Arch, CellKind, Float, Rows};
 
 use arrayvec::ArrayVec;
 
@@ -234,21 +236,55 @@ fn id_with_rows_below(ids: &[usize], lo: usize, hi: usize, rows: usize) -> usize
     lo
 }
 
+thread_local! {
+    /// [`sum_ids_in`]'s rows sorted by id, kept for the next call (no allocation once it has
+    /// grown to a call's size).
+    static BY_ID: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
 /// [`sum_by_id`] on this thread for the ids `first..` that `sums` holds the rows of.
+///
+/// The rows are sorted by id first (a counting sort, each id's rows in chunk-major order),
+/// then each id's sums take its rows in one pass, held in registers across them: adding
+/// each row as it comes read and wrote back a row of sums every time (the char-rnn's
+/// 2048 rows of 1024 gate gradients: 0.5-0.7 ms a step on Zen 4 with AVX-512 where the
+/// rows alone read in 0.12).
 fn sum_ids_in<T: Float>(
     d: &Dims,
     ids: &[usize],
     (from, width): (&[T], usize),
     (sums, first): (&mut [T], usize),
 ) {
-    let ids_held = first..first + sums.len() / width;
-    let arch = fused_rnn_kernels::arch();
-    for_rows(d, |user, cm| {
-        let id = ids[user];
-        if ids_held.contains(&id) {
-            let row = &from[cm * width..(cm + 1) * width];
-            let at = (id - first) * width;
-            add_slice(arch, &mut sums[at..at + width], row);
+    let held = sums.len() / width;
+    let id_of = |user: usize| ids[user].checked_sub(first).filter(|&k| k < held);
+    BY_ID.with_borrow_mut(|buf| {
+        let rows = from.len() / width;
+        buf.clear();
+        buf.resize(held + 1 + rows, 0);
+        // starts[k + 1] counts id k's rows, then (summed) is where they begin in `order`,
+        // and each placed row moves its id's start on: starts[k] ends at id k's end.
+        let (starts, order) = buf.split_at_mut(held + 1);
+        for_rows(d, |user, _| {
+            if let Some(k) = id_of(user) {
+                starts[k + 1] += 1;
+            }
+        });
+        for k in 0..held {
+            starts[k + 1] += starts[k];
+        }
+        for_rows(d, |user, cm| {
+            if let Some(k) = id_of(user) {
+                order[starts[k]] = cm;
+                starts[k] += 1;
+            }
+        });
+        let arch = fused_rnn_kernels::arch();
+        let rows = Rows::new(from, rows, width, width);
+        let mut begin = 0;
+        for (k, acc) in sums.chunks_exact_mut(width).enumerate() {
+            let order = &order[begin..starts[k]];
+            add_rows_of(arch, AddRowsOf { acc, rows, order });
+            begin = starts[k];
         }
     });
 }

@@ -11,3 +11,12 @@ pub fn add_rows<T: Float>(acc: &mut [T], rows: Rows<'_, T>) {
         }
     }
 }
+
+/// `acc += rows.row(i)` for each `i` of `order`, in order (see [`crate::sums::AddRowsOf`]).
+pub fn add_rows_of<T: Float>(acc: &mut [T], rows: Rows<'_, T>, order: &[usize]) {
+    for &r in order {
+        for (a, &x) in acc.iter_mut().zip(rows.row(r)) {
+            *a += x;
+        }
+    }
+}
