@@ -153,33 +153,12 @@ mod tests {
         v.iter().map(|x| x.to_f64().to_bits()).collect()
     }
 
-    /// `rows` rows of `cols` at a stride of `cols + pad`, plus the starting sums.
-    fn case<T: Float>(values: &[f64], (rows, cols, pad): (usize, usize, usize)) {
-        let at = |i: usize| T::from_f64(values[i % values.len()] * (1.0 + i as f64 / 7.0));
-        let stride = cols + pad;
-        let data: Vec<T> = (0..rows * stride).map(at).collect();
-        let acc0: Vec<T> = (0..cols).map(|j| at(j + 3)).collect();
-        let view = Rows::new(&data, rows, cols, stride);
-        let mut want = acc0.clone();
-        naive::add_rows(&mut want, view);
-        for arch in crate::available_archs() {
-            let mut acc = acc0.clone();
-            add_rows(
-                arch,
-                AddRows {
-                    acc: &mut acc,
-                    rows: view,
-                },
-            );
-            assert_eq!(bits(&acc), bits(&want), "{arch:?}");
-        }
-    }
-
-    /// [`case`] for [`add_rows_of`]: the rows picked by `order` (repeats allowed).
-    fn case_of<T: Float>(
+    /// `rows` rows of `cols` at a stride of `cols + pad`, plus the starting sums, added by
+    /// [`add_rows`] (`order` none) or by [`add_rows_of`] in `order`.
+    fn case<T: Float>(
         values: &[f64],
         (rows, cols, pad): (usize, usize, usize),
-        order: &[usize],
+        order: Option<&[usize]>,
     ) {
         let at = |i: usize| T::from_f64(values[i % values.len()] * (1.0 + i as f64 / 7.0));
         let stride = cols + pad;
@@ -187,19 +166,40 @@ mod tests {
         let acc0: Vec<T> = (0..cols).map(|j| at(j + 3)).collect();
         let view = Rows::new(&data, rows, cols, stride);
         let mut want = acc0.clone();
-        naive::add_rows_of(&mut want, view, order);
+        match order {
+            None => naive::add_rows(&mut want, view),
+            Some(order) => naive::add_rows_of(&mut want, view, order),
+        }
         for arch in crate::available_archs() {
             let mut acc = acc0.clone();
-            add_rows_of(
-                arch,
-                AddRowsOf {
-                    acc: &mut acc,
-                    rows: view,
-                    order,
-                },
-            );
+            let acc_ref = &mut acc;
+            match order {
+                None => add_rows(
+                    arch,
+                    AddRows {
+                        acc: acc_ref,
+                        rows: view,
+                    },
+                ),
+                Some(order) => add_rows_of(
+                    arch,
+                    AddRowsOf {
+                        acc: acc_ref,
+                        rows: view,
+                        order,
+                    },
+                ),
+            }
             assert_eq!(bits(&acc), bits(&want), "{arch:?}");
         }
+    }
+
+    /// Values of mixed magnitudes for [`case`].
+    fn values() -> impl Strategy<Value = Vec<f64>> {
+        prop::collection::vec(
+            prop_oneof![-1e-6f64..1e-6, -10.0f64..10.0, -1e30f64..1e30],
+            1..40,
+        )
     }
 
     proptest! {
@@ -208,33 +208,25 @@ mod tests {
         /// mixed magnitudes and strided rows.
         #[test]
         fn sums_have_the_references_bits(
-            values in prop::collection::vec(
-                prop_oneof![-1e-6f64..1e-6, -10.0f64..10.0, -1e30f64..1e30],
-                1..40,
-            ),
+            values in values(),
             rows in 0usize..10,
-            cols in 1usize..300,
-            pad in 0usize..3,
+            (cols, pad) in (1usize..300, 0usize..3),
         ) {
-            case::<f32>(&values, (rows, cols, pad));
-            case::<f64>(&values, (rows, cols, pad));
+            case::<f32>(&values, (rows, cols, pad), None);
+            case::<f64>(&values, (rows, cols, pad), None);
         }
 
         /// [`add_rows_of`]: the same, the rows taken in a random order with repeats.
         #[test]
         fn sums_of_listed_rows_have_the_references_bits(
-            values in prop::collection::vec(
-                prop_oneof![-1e-6f64..1e-6, -10.0f64..10.0, -1e30f64..1e30],
-                1..40,
-            ),
+            values in values(),
             rows in 1usize..10,
-            cols in 1usize..300,
-            pad in 0usize..3,
+            (cols, pad) in (1usize..300, 0usize..3),
             picks in prop::collection::vec(0usize..1000, 0..14),
         ) {
             let order: Vec<usize> = picks.iter().map(|p| p % rows).collect();
-            case_of::<f32>(&values, (rows, cols, pad), &order);
-            case_of::<f64>(&values, (rows, cols, pad), &order);
+            case::<f32>(&values, (rows, cols, pad), Some(&order));
+            case::<f64>(&values, (rows, cols, pad), Some(&order));
         }
     }
 
