@@ -263,6 +263,22 @@ pub fn train_on<T: Float>(
     }
 }
 
+/// The smallest |pre-activation| of a ReLU unit in the reference's forward pass of `case`
+/// (infinity for other cells).
+pub fn relu_margin(case: &Case) -> f64 {
+    let (l, r) = (case.lengths.as_deref(), case.resets.as_deref());
+    module_forward(
+        &case.spec(),
+        &case.seq_params(),
+        &case.x,
+        &case.h0,
+        &case.c0,
+        l,
+        r,
+    )
+    .relu_margin()
+}
+
 /// Runs the case through the f64 reference.
 pub fn run_reference(case: &Case) -> Outcome {
     let spec = case.spec();

@@ -67,6 +67,17 @@ pub struct ModuleForward {
     runs: Vec<SeqForward>,
 }
 
+impl ModuleForward {
+    /// [`SeqForward::relu_margin`](super::seq::SeqForward::relu_margin) over every layer
+    /// and direction.
+    pub fn relu_margin(&self) -> f64 {
+        self.runs
+            .iter()
+            .map(SeqForward::relu_margin)
+            .fold(f64::INFINITY, f64::min)
+    }
+}
+
 /// Gradients: per (layer, dir) in `state_dict` order, plus dx and the initial state's.
 #[derive(Clone, Debug)]
 pub struct ModuleGrads {

@@ -108,6 +108,8 @@ struct StepTape {
     h: Vec<f64>,
     /// The entry state was the initial state (first step or a reset).
     from_initial: bool,
+    /// The smallest |pre-activation| of a ReLU unit in this step (infinity for other cells).
+    relu_margin: f64,
 }
 
 /// The result of [`seq_forward`].
@@ -121,6 +123,21 @@ pub struct SeqForward {
     pub c_n: Vec<f64>,
     /// `tape[t][b]`, `None` on padding.
     tape: Vec<Vec<Option<StepTape>>>,
+}
+
+impl SeqForward {
+    /// The smallest |pre-activation| of a ReLU unit over all steps run (infinity for other
+    /// cells). Where it is within a lower precision's rounding of 0, that precision may
+    /// take the other side of the kink, and its gradient then differs by a step, not by
+    /// rounding.
+    pub fn relu_margin(&self) -> f64 {
+        self.tape
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|t| t.relu_margin)
+            .fold(f64::INFINITY, f64::min)
+    }
 }
 
 /// Gradients from [`seq_backward`], shaped like their tensors.
@@ -203,6 +220,7 @@ fn step(spec: &SeqSpec, p: &SeqParams, x: &[f64], h_prev: &[f64], c_prev: &[f64]
     let mut t = StepTape {
         h_prev: h_prev.to_vec(),
         c_prev: c_prev.to_vec(),
+        relu_margin: f64::INFINITY,
         ..Default::default()
     };
     match spec.cell {
@@ -213,7 +231,10 @@ fn step(spec: &SeqSpec, p: &SeqParams, x: &[f64], h_prev: &[f64], c_prev: &[f64]
                     let a = wx[j] + wh[j] + b_hh[j];
                     match act {
                         Nonlinearity::Tanh => a.tanh(),
-                        Nonlinearity::Relu => relu(a),
+                        Nonlinearity::Relu => {
+                            t.relu_margin = t.relu_margin.min(a.abs());
+                            relu(a)
+                        }
                     }
                 })
                 .collect();
