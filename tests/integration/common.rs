@@ -263,6 +263,18 @@ pub fn train_on<T: Float>(
     }
 }
 
+/// A ReLU pre-activation closer to 0 than this may round to the other side in f32: ten
+/// times the f32 error of a pre-activation (sums of ~20 products of O(1), each state
+/// itself carrying f32 error from the step before).
+pub const RELU_KINK: f64 = 1e-5;
+
+/// Whether f32 may take the other side of a ReLU unit's kink in `case` (its pre-activation
+/// within f32's rounding of 0): the gradients then differ by a weight, not by rounding, so
+/// such a case is compared in f64 only.
+pub fn f32_may_cross_a_relu_kink(case: &Case) -> bool {
+    relu_margin(case) < RELU_KINK
+}
+
 /// The smallest |pre-activation| of a ReLU unit in the reference's forward pass of `case`
 /// (infinity for other cells).
 pub fn relu_margin(case: &Case) -> f64 {

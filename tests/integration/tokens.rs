@@ -6,7 +6,8 @@
 use crate::common;
 
 use common::{
-    Case, Outcome, cast, compare, config_and_shape, module_and_x, run_ours, train_on, with_masks,
+    Case, Outcome, cast, compare, config_and_shape, f32_may_cross_a_relu_kink, module_and_x,
+    run_ours, train_on, with_masks,
 };
 use fused_rnn::gradcheck::{GradCheck, check_recurrent};
 use fused_rnn::{
@@ -83,6 +84,11 @@ fn matches_rows<T: Float>(
         x: look_up(&ids, &table, case.config.input_size),
         ..case.clone()
     };
+    // A lower precision than the reference's may cross a ReLU kink differently on the two
+    // paths (the table projected first rounds differently): compared in f64 only.
+    if core::mem::size_of::<T>() < 8 && f32_may_cross_a_relu_kink(&rows) {
+        return Ok(());
+    }
     let mut want = run_ours::<T>(&rows);
     want.dx = scatter(&want.dx, &ids, vocab, case.config.input_size);
     compare(&run_tokens::<T>(&rows, &ids, &table), &want, tol)
