@@ -615,6 +615,25 @@ pub(crate) fn packed_index(k: usize, strip: usize, kk: usize, col: usize) -> usi
     (col / strip) * k * strip + kk * strip + col % strip
 }
 
+/// Asserts that `out`, `k` rows packed in strips of `strip`, holds `want(kk, col)` at every
+/// element of columns `0..n`, and zeros past them to the end of the last panel.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_packs<T: Float>(
+    out: &[T],
+    (k, n, strip): (usize, usize, usize),
+    want: impl Fn(usize, usize) -> T,
+    what: &str,
+) {
+    for col in 0..n.next_multiple_of(panel_width::<T>()) {
+        for kk in 0..k {
+            let want = if col < n { want(kk, col) } else { T::ZERO };
+            let got = out[packed_index(k, strip, kk, col)];
+            assert_eq!(got, want, "{what}, strips of {strip}: ({kk}, {col})");
+        }
+    }
+}
+
 /// Accumulator sets of a single-row tile (alone or in [`Tile::run_pair`]); with two rows or
 /// fewer registers per step, see [`Tile::run`].
 const PAIR_SETS: usize = 2;
@@ -2102,11 +2121,9 @@ mod tests {
         }
     }
 
-    /// A pack split over threads writes the same bytes as one on a single thread, from
-    /// row-major and transposed sources, at panel counts that do and do not divide evenly.
-    /// Packs a row-major `k x n` source (rows `n + pad` apart), whole and as blocks of rows
-    /// stacked at `cuts`, in both strip widths, and compares every element of every strip
-    /// with the source, zero padding included; the buffer starts as NaN, so an element
+    /// Packs a row-major `k x n` source (rows `n + pad` apart), whole and as two blocks of
+    /// rows stacked at row `cut`, in both strip widths, and compares every element of every
+    /// strip with the source, zero padding included; the buffer starts as NaN, so an element
     /// nobody wrote fails too. Widths past [`ACROSS_COLS`] take more than one pass.
     fn row_major_packs_exactly<T: Float>(k: usize, n: usize, pad: usize, cut: usize, seed: u64) {
         let ld = n + pad;
@@ -2122,16 +2139,8 @@ mod tests {
             for source in [StackedRows::new(&[whole]), StackedRows::new(&blocks)] {
                 let mut out = vec![T::NAN; packed_len::<T>(k, n)];
                 pack_stacked_strips(source, &mut out, strip);
-                for col in 0..n.next_multiple_of(nr) {
-                    for kk in 0..k {
-                        let want = if col < n { *whole.at(kk, col) } else { T::ZERO };
-                        let got = out[packed_index(k, strip, kk, col)];
-                        assert_eq!(
-                            got, want,
-                            "{k}x{n} cut {cut} strips of {strip}: ({kk}, {col})"
-                        );
-                    }
-                }
+                let what = format!("{k}x{n} cut {cut}");
+                assert_packs(&out, (k, n, strip), |kk, col| *whole.at(kk, col), &what);
             }
         }
     }
@@ -2152,6 +2161,8 @@ mod tests {
         }
     }
 
+    /// A pack split over threads writes the same bytes as one on a single thread, from
+    /// row-major and transposed sources, at panel counts that do and do not divide evenly.
     #[test]
     fn packing_on_threads_writes_the_same_bytes() {
         let mut rng = SplitMix::new(11);

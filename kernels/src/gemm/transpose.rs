@@ -231,7 +231,7 @@ mod avx {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::packed::{pack_strips, packed_index, packed_len, panel_width};
+    use super::super::packed::{assert_packs, pack_strips, packed_len, panel_width};
     use super::*;
     use crate::testing::{SplitMix, cases, cast, size};
 
@@ -246,13 +246,12 @@ mod tests {
         for strip in [nr, nr / 2] {
             let mut out = vec![T::NAN; packed_len::<T>(k, n)];
             pack_strips(w, &mut out, strip);
-            for col in 0..n.next_multiple_of(nr) {
-                for kk in 0..k {
-                    let want = if col < n { *w.at(kk, col) } else { T::ZERO };
-                    let got = out[packed_index(k, strip, kk, col)];
-                    assert_eq!(got, want, "{k}x{n} strips of {strip}: ({kk}, {col})");
-                }
-            }
+            assert_packs(
+                &out,
+                (k, n, strip),
+                |kk, col| *w.at(kk, col),
+                &format!("{k}x{n}"),
+            );
         }
     }
 
