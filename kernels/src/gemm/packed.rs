@@ -322,7 +322,7 @@ fn pack_parts<T: Float>(w: StackedRows<'_, '_, T>, out: &mut [T], parts: usize) 
 }
 
 /// Columns packed per pass over the rows of a row-major source by [`pack_rows_across`].
-const ACROSS_COLS: usize = 1024;
+const ACROSS_COLS: usize = 4096;
 
 /// The rows of a row-major `w` into every strip of `out` (a packing of `k` rows in strips of
 /// `strip`), as its rows `row0..`: each source row is read once, in order, for up to
