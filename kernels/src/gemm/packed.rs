@@ -223,34 +223,33 @@ fn pack_stacked_strips<'a, T: Float>(
         out.len()
     );
     let out = &mut out[..len];
-    if k > 0 && w.pieces().all(|(_, piece)| piece.col_stride() == 1) {
+    if k > 0 {
         for (row, piece) in w.pieces() {
-            pack_rows_across(piece, out, (k, row), strip);
-        }
-    } else if k > 0 {
-        // Strips follow each other through the whole buffer, panel after panel.
-        for (i, dst) in out.chunks_exact_mut(k * strip).enumerate() {
-            let c0 = i * strip;
-            let width = strip.min(n.saturating_sub(c0));
-            if width == 0 {
-                dst.fill(T::ZERO);
+            if piece.col_stride() == 1 {
+                pack_rows_across(piece, out, (k, row), strip);
                 continue;
             }
-            for (row, piece) in w.pieces() {
-                let rows = row * strip..(row + piece.rows()) * strip;
-                pack_strip(piece, &mut dst[rows], c0, width);
+            // Strips follow each other through the whole buffer, panel after panel.
+            for (i, dst) in out.chunks_exact_mut(k * strip).enumerate() {
+                let c0 = i * strip;
+                let width = strip.min(n.saturating_sub(c0));
+                let dst = &mut dst[row * strip..(row + piece.rows()) * strip];
+                if width == 0 {
+                    dst.fill(T::ZERO);
+                } else {
+                    pack_strip(piece, dst, c0, width);
+                }
             }
         }
     }
     PackedRef::whole(out, k, n, strip)
 }
 
-/// Columns `c0..c0 + width` of `w` into `dst`, `w.rows()` rows of `dst.len() / w.rows()`
-/// values, zero-padded past `width`.
+/// Columns `c0..c0 + width` of a `w` without contiguous rows (those go through
+/// [`pack_rows_across`]) into `dst`, `w.rows()` rows of `dst.len() / w.rows()` values,
+/// zero-padded past `width`.
 fn pack_strip<T: Float>(w: MatRef<'_, T>, dst: &mut [T], c0: usize, width: usize) {
-    if w.col_stride() == 1 {
-        pack_rows(w, dst, c0, width);
-    } else if w.row_stride() == 1 {
+    if w.row_stride() == 1 {
         super::transpose::transpose_panel(w, dst, c0, width);
     } else {
         let strip = dst.len() / w.rows();
@@ -371,16 +370,6 @@ fn copy_padded<T: Float>(dst: &mut [T], src: &[T]) {
         let (head, tail) = dst.split_at_mut(src.len());
         head.copy_from_slice(src);
         tail.fill(T::ZERO);
-    }
-}
-
-/// One strip (`k` rows of `strip.len() / k`) from a row-major source: row segments copied
-/// as they are.
-fn pack_rows<T: Float>(w: MatRef<'_, T>, strip: &mut [T], c0: usize, width: usize) {
-    let nr = strip.len() / w.rows();
-    for (row, dst) in strip.chunks_exact_mut(nr).enumerate() {
-        dst[..width].copy_from_slice(&w.row(row)[c0..c0 + width]);
-        dst[width..].fill(T::ZERO);
     }
 }
 
@@ -2121,8 +2110,8 @@ mod tests {
         }
     }
 
-    /// Packs a row-major `k x n` source (rows `n + pad` apart), whole and as two blocks of
-    /// rows stacked at row `cut`, in both strip widths, and compares every element of every
+    /// Packs a row-major `k x n` source (rows `n + pad` apart), whole, as two blocks of rows
+    /// stacked at row `cut`, and with the lower block column-major, in both strip widths, and compares every element of every
     /// strip with the source, zero padding included; the buffer starts as NaN, so an element
     /// nobody wrote fails too. Widths past [`ACROSS_COLS`] take more than one pass.
     fn row_major_packs_exactly<T: Float>(k: usize, n: usize, pad: usize, cut: usize, seed: u64) {
@@ -2134,9 +2123,15 @@ mod tests {
             MatRef::new(&data, cut, n, ld, 1),
             MatRef::new(&data[cut * ld..], k - cut, n, ld, 1),
         ];
+        // The same lower block stored column-major: a stack of mixed layouts.
+        let low = k - cut;
+        let lower_t: Vec<T> = (0..n * low)
+            .map(|i| *blocks[1].at(i % low, i / low))
+            .collect();
+        let mixed = [blocks[0], MatRef::new(&lower_t, low, n, 1, low.max(1))];
         let nr = panel_width::<T>();
         for strip in [nr, nr / 2] {
-            for source in [StackedRows::new(&[whole]), StackedRows::new(&blocks)] {
+            for source in [&[whole][..], &blocks, &mixed].map(StackedRows::new) {
                 let mut out = vec![T::NAN; packed_len::<T>(k, n)];
                 pack_stacked_strips(source, &mut out, strip);
                 let what = format!("{k}x{n} cut {cut}");
