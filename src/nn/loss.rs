@@ -60,7 +60,7 @@ pub fn softmax_cross_entropy<T: Float>(
 /// The most pieces [`softmax_cross_entropy`] cuts its rows into.
 const MAX_PIECES: usize = 32;
 
-/// The fewest rows of a piece (a char-rnn step's 2048 rows take 0.5 ms on one thread).
+/// The fewest rows of a piece (a char-rnn step's 2048 rows take 0.42 ms on one thread).
 const PIECE_ROWS: usize = 128;
 
 /// The summed cross-entropy of some rows, their gradients (times `scale`) into `d_logits`.
@@ -80,12 +80,10 @@ fn rows_loss<T: Float>(
         .zip(d_logits.chunks_exact_mut(classes))
         .zip(targets)
     {
-        let max = row
-            .iter()
-            .fold(f64::NEG_INFINITY, |m, &v| m.max(v.to_f64()));
+        let max = row_max(row);
         // One exp per class: e^(v - max) waits in `d_row` until the sum is known; the
         // target's is kept in f64 for p - 1 below.
-        let (mut sum, mut e_target) = (0.0, 0.0);
+        let (mut sums, mut e_target) = ([0.0; LANES], 0.0);
         for (piece, (vals, d)) in row
             .chunks(EXP_PIECE)
             .zip(d_row.chunks_mut(EXP_PIECE))
@@ -97,13 +95,14 @@ fn rows_loss<T: Float>(
             }
             map_slice(arch, VectorFn::Exp, &shifted[..n], &mut e[..n]);
             for (d, &ej) in d.iter_mut().zip(&e[..n]) {
-                sum += ej;
                 *d = T::from_f64(ej);
             }
+            add_lanes(&mut sums, &e[..n]);
             if let Some(j) = target.checked_sub(piece * EXP_PIECE).filter(|&j| j < n) {
                 e_target = e[j];
             }
         }
+        let sum: f64 = sums.iter().sum();
         total += sum.ln() + max - row[target].to_f64();
         let to_grad = scale / sum;
         for d in d_row.iter_mut() {
@@ -115,6 +114,44 @@ fn rows_loss<T: Float>(
     }
     total
 }
+
+/// Lanes of a row's maximum and sum: independent partial results (class `j` in lane `j %
+/// LANES`, combined in lane order at the end), which the compiler keeps in vector
+/// registers. With one running value, each class waited for the previous one's add or max:
+/// 2048 rows of 97 classes (f32 logits, 1 thread, best of 300 calls on Zen 4) took 489 us,
+/// 421 us in lanes; half of what remains is the vector exp.
+const LANES: usize = 8;
+
+/// The largest value of `row` in f64 (NaNs ignored, as `f64::max` does).
+fn row_max<T: Float>(row: &[T]) -> f64 {
+    let mut lanes = [f64::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(v.to_f64());
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *m = m.max(v.to_f64());
+    }
+    lanes.into_iter().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Adds `values` into `sums`, value `j` into lane `j % LANES` (`values` starts on a lane
+/// boundary: [`EXP_PIECE`] is a multiple of [`LANES`]).
+fn add_lanes(sums: &mut [f64; LANES], values: &[f64]) {
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (s, &v) in sums.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    for (s, &v) in sums.iter_mut().zip(chunks.remainder()) {
+        *s += v;
+    }
+}
+
+const _: () = assert!(EXP_PIECE.is_multiple_of(LANES));
 
 /// `probs = softmax(logits / temperature)` for one row (for sampling).
 ///
