@@ -1109,7 +1109,7 @@ fn prefetch_ptr<X>(p: *const X) {
 
 /// [`prefetch_ptr`] into L2 (not L1).
 #[inline(always)]
-fn prefetch_l2_ptr<X>(p: *const X) {
+pub(super) fn prefetch_l2_ptr<X>(p: *const X) {
     prefetch_into::<X, L2>(p);
 }
 
