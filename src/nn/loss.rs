@@ -97,7 +97,7 @@ fn rows_loss<T: Float>(
             for (d, &ej) in d.iter_mut().zip(&e[..n]) {
                 *d = T::from_f64(ej);
             }
-            add_lanes(&mut sums, &e[..n]);
+            fold_lanes(&mut sums, &e[..n], |a, b| a + b);
             if let Some(j) = target.checked_sub(piece * EXP_PIECE).filter(|&j| j < n) {
                 e_target = e[j];
             }
@@ -119,35 +119,29 @@ fn rows_loss<T: Float>(
 /// LANES`, combined in lane order at the end), which the compiler keeps in vector
 /// registers. With one running value, each class waited for the previous one's add or max:
 /// 2048 rows of 97 classes (f32 logits, 1 thread, best of 300 calls on Zen 4) took 489 us,
-/// 421 us in lanes; half of what remains is the vector exp.
+/// 415 us in lanes; half of what remains is the vector exp.
 const LANES: usize = 8;
 
 /// The largest value of `row` in f64 (NaNs ignored, as `f64::max` does).
 fn row_max<T: Float>(row: &[T]) -> f64 {
     let mut lanes = [f64::NEG_INFINITY; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(chunk) {
-            *m = m.max(v.to_f64());
-        }
-    }
-    for (m, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *m = m.max(v.to_f64());
-    }
+    fold_lanes(&mut lanes, row, f64::max);
     lanes.into_iter().fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// Adds `values` into `sums`, value `j` into lane `j % LANES` (`values` starts on a lane
-/// boundary: [`EXP_PIECE`] is a multiple of [`LANES`]).
-fn add_lanes(sums: &mut [f64; LANES], values: &[f64]) {
+/// `lanes[j % LANES] = f(lanes[j % LANES], values[j])` for every `j` in order (`values`
+/// starts on a lane boundary where a row's pieces share the lanes: [`EXP_PIECE`] is a
+/// multiple of [`LANES`]).
+#[inline(always)]
+fn fold_lanes<T: Float>(lanes: &mut [f64; LANES], values: &[T], f: impl Fn(f64, f64) -> f64) {
     let mut chunks = values.chunks_exact(LANES);
     for chunk in &mut chunks {
-        for (s, &v) in sums.iter_mut().zip(chunk) {
-            *s += v;
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l = f(*l, v.to_f64());
         }
     }
-    for (s, &v) in sums.iter_mut().zip(chunks.remainder()) {
-        *s += v;
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l = f(*l, v.to_f64());
     }
 }
 
