@@ -13,26 +13,15 @@
 //! assert!((a[0] - 0.6).abs() < 1e-6 && (b[0] - 0.8).abs() < 1e-6);
 //! ```
 
+use crate::fold::{LANES, fold_lanes};
 use fused_rnn_kernels::Float;
 
-/// Running sums of the norm: element `i` of a slice goes to sum `i % LANES`, a fixed order
-/// (the same result every run). One sum was a chain of dependent f64 additions: the
-/// char-rnn's 0.89 M gradients took about 1 ms.
-const LANES: usize = 8;
-
-/// The L2 norm of all elements of all slices (accumulated in f64).
+/// The L2 norm of all elements of all slices (accumulated in f64, in lanes: see
+/// [`crate::fold`]).
 pub fn global_norm<T: Float>(tensors: &[&mut [T]]) -> T {
     let mut sums = [0.0f64; LANES];
     for t in tensors {
-        let mut chunks = t.chunks_exact(LANES);
-        for chunk in &mut chunks {
-            for (s, &g) in sums.iter_mut().zip(chunk) {
-                *s += g.to_f64() * g.to_f64();
-            }
-        }
-        for (s, &g) in sums.iter_mut().zip(chunks.remainder()) {
-            *s += g.to_f64() * g.to_f64();
-        }
+        fold_lanes(&mut sums, t, |s, g| s + g * g);
     }
     T::from_f64(sums.iter().sum::<f64>().sqrt())
 }

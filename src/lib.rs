@@ -60,6 +60,7 @@ pub mod clip;
 pub mod config;
 mod engine;
 pub mod error;
+mod fold;
 pub mod gradcheck;
 pub mod input;
 pub mod io;

@@ -219,6 +219,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../../src/engine/unit_blocks.rs"),
     ),
     ("src/error.rs", include_str!("../../src/error.rs")),
+    ("src/fold.rs", include_str!("../../src/fold.rs")),
     ("src/gradcheck.rs", include_str!("../../src/gradcheck.rs")),
     ("src/input.rs", include_str!("../../src/input.rs")),
     ("src/io.rs", include_str!("../../src/io.rs")),

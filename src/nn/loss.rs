@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, check_len};
+use crate::fold::{LANES, fold_lanes};
 use fused_rnn_kernels::Float;
 use fused_rnn_kernels::math::{VectorFn, map_slice};
 
@@ -115,36 +116,15 @@ fn rows_loss<T: Float>(
     total
 }
 
-/// Lanes of a row's maximum and sum: independent partial results (class `j` in lane `j %
-/// LANES`, combined in lane order at the end), which the compiler keeps in vector
-/// registers. With one running value, each class waited for the previous one's add or max:
-/// 2048 rows of 97 classes (f32 logits, 1 thread, best of 300 calls on Zen 4) took 489 us,
-/// 415 us in lanes; half of what remains is the vector exp.
-const LANES: usize = 8;
-
-/// The largest value of `row` in f64 (NaNs ignored, as `f64::max` does).
+/// The largest value of `row` in f64 (NaNs ignored, as `f64::max` does), in lanes (see
+/// [`crate::fold`]).
 fn row_max<T: Float>(row: &[T]) -> f64 {
     let mut lanes = [f64::NEG_INFINITY; LANES];
     fold_lanes(&mut lanes, row, f64::max);
     lanes.into_iter().fold(f64::NEG_INFINITY, f64::max)
 }
 
-/// `lanes[j % LANES] = f(lanes[j % LANES], values[j])` for every `j` in order (`values`
-/// starts on a lane boundary where a row's pieces share the lanes: [`EXP_PIECE`] is a
-/// multiple of [`LANES`]).
-#[inline(always)]
-fn fold_lanes<T: Float>(lanes: &mut [f64; LANES], values: &[T], f: impl Fn(f64, f64) -> f64) {
-    let mut chunks = values.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l = f(*l, v.to_f64());
-        }
-    }
-    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-        *l = f(*l, v.to_f64());
-    }
-}
-
+/// A row's pieces share the sum's lanes (see [`fold_lanes`]).
 const _: () = assert!(EXP_PIECE.is_multiple_of(LANES));
 
 /// `probs = softmax(logits / temperature)` for one row (for sampling).
