@@ -15,6 +15,7 @@
 //! ratios from one run: absolute times drift between runs on shared machines.
 
 mod cases;
+mod machine;
 mod peak;
 mod peers;
 mod report;
@@ -65,6 +66,27 @@ struct Args {
     /// Use this FMA peak (GFLOP/s per thread count, e.g. `1=114,2=224`) instead of measuring.
     #[arg(long, value_delimiter = ',')]
     peak: Vec<String>,
+    /// Run PyTorch and onnxruntime right after ours on each case and thread count, instead
+    /// of on all cases after ours: on a shared machine whose speed drifts over minutes, the
+    /// three then meet the same conditions (each script starts once per row: about 10 s
+    /// more per row).
+    #[arg(long)]
+    interleave: bool,
+}
+
+/// Runs the peers asked for on `rows` (see [`peers::attach`]).
+fn compare(rows: &mut [report::Row], args: &Args, only: peers::Only<'_>) {
+    if args.compare_torch {
+        peers::attach(rows, peers::Peer::Torch, args, only);
+    }
+    // onnxruntime runs the inference cases only.
+    let ort_rows = match only {
+        peers::Only::Row(..) => rows.iter().any(|r| !r.case.train),
+        peers::Only::Args => true,
+    };
+    if args.compare_ort && ort_rows {
+        peers::attach(rows, peers::Peer::Ort, args, only);
+    }
 }
 
 fn main() {
@@ -86,21 +108,25 @@ fn main() {
         for case in &cases {
             eprintln!("[fused-rnn t={threads}] {} ...", case.name);
             let run = pool.install(|| timing::run_case(case, args.min_time, args.min_samples));
-            rows.push(report::Row {
+            let mut row = report::Row {
                 case: case.clone(),
                 threads,
                 run,
                 torch: None,
                 ort: None,
-            });
+            };
+            if args.interleave {
+                let only = peers::Only::Row(&case.name, threads);
+                compare(std::slice::from_mut(&mut row), &args, only);
+            }
+            rows.push(row);
         }
     }
-    if args.compare_torch {
-        peers::attach(&mut rows, peers::Peer::Torch, &args);
+    if !args.interleave {
+        compare(&mut rows, &args, peers::Only::Args);
     }
-    if args.compare_ort {
-        peers::attach(&mut rows, peers::Peer::Ort, &args);
-    }
+    // Measured again after the cases (a given peak stays as given): see `peak::higher`.
+    let peaks = peak::higher(&peaks, &peak::peaks(&args.threads, &args.peak));
     report::print(&rows, &peaks);
     if let Some(path) = &args.json
         && let Err(e) = report::write_json(path, &rows, &peaks, &args)

@@ -24,9 +24,18 @@ impl Peer {
     }
 }
 
+/// Which cases and thread counts a peer's script runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Only<'a> {
+    /// Those of the command line (`--cases`, `--threads`).
+    Args,
+    /// One case at one thread count (`--interleave`).
+    Row(&'a str, usize),
+}
+
 /// Runs the peer's script and stores its median seconds in every row it timed. On failure
 /// (script or Python missing, PyTorch not installed) prints why and leaves the rows alone.
-pub fn attach(rows: &mut [Row], peer: Peer, args: &Args) {
+pub fn attach(rows: &mut [Row], peer: Peer, args: &Args, only: Only<'_>) {
     let script = args.scripts.join(peer.script());
     let out = std::env::temp_dir().join(format!(
         "fused-rnn-{}-{}.json",
@@ -34,7 +43,7 @@ pub fn attach(rows: &mut [Row], peer: Peer, args: &Args) {
         std::process::id()
     ));
     let sizes = std::fs::canonicalize(&args.sizes).unwrap_or_else(|_| args.sizes.clone());
-    let threads: Vec<String> = args.threads.iter().map(usize::to_string).collect();
+    let (cases, threads) = selection(args, only);
     let mut cmd = Command::new(&args.python);
     cmd.arg(&script)
         .args([
@@ -47,8 +56,8 @@ pub fn attach(rows: &mut [Row], peer: Peer, args: &Args) {
         .arg(&out)
         .env("BENCH_SIZES", &sizes)
         .current_dir(args.scripts.clone());
-    if !args.cases.is_empty() {
-        cmd.args(["--cases", &args.cases.join(",")]);
+    if !cases.is_empty() {
+        cmd.args(["--cases", &cases.join(",")]);
     }
     if let Peer::Torch = peer {
         cmd.arg("--no-native-lstm");
@@ -86,7 +95,36 @@ pub fn attach(rows: &mut [Row], peer: Peer, args: &Args) {
     let _ = std::fs::remove_file(&out);
 }
 
+/// The `--cases` (empty: all) and `--threads` a peer's script gets.
+fn selection(args: &Args, only: Only<'_>) -> (Vec<String>, Vec<String>) {
+    match only {
+        Only::Args => (
+            args.cases.clone(),
+            args.threads.iter().map(usize::to_string).collect(),
+        ),
+        Only::Row(case, threads) => (vec![case.to_string()], vec![threads.to_string()]),
+    }
+}
+
 fn read(path: &PathBuf) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_row_runs_its_case_at_its_thread_count_alone() {
+        let args = Args::parse_from(["bench", "--threads", "1,2", "--cases", "a,b"]);
+        let all = selection(&args, Only::Args);
+        assert_eq!(
+            all,
+            (vec!["a".into(), "b".into()], vec!["1".into(), "2".into()])
+        );
+        let one = selection(&args, Only::Row("b", 2));
+        assert_eq!(one, (vec!["b".to_string()], vec!["2".to_string()]));
+    }
 }

@@ -58,6 +58,7 @@ fn meets_target(r: &Row, peak: f64) -> Option<bool> {
 
 /// Prints the table: one line per case and thread count.
 pub fn print(rows: &[Row], peaks: &[(usize, f64)]) {
+    println!("machine: {}", super::machine::Machine::detect().describe());
     for (t, p) in peaks {
         println!("FMA peak, {t} thread(s): {p:.1} GFLOP/s");
     }
@@ -121,14 +122,7 @@ pub fn write_json(
     peaks: &[(usize, f64)],
     args: &Args,
 ) -> std::io::Result<()> {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
+    let machine = super::machine::Machine::detect();
     let rows_json: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -148,10 +142,14 @@ pub fn write_json(
         .collect();
     let doc = serde_json::json!({
         "about": "fused-rnn benchmark runner: per-call seconds (median/min/max), GFLOP/s with forward flops 2*T*B*(I+H)*G*H and train = 3x forward, fraction of the measured FMA peak, peak heap bytes of one call, and peers' median seconds from the same run.",
-        "cpu": cpu,
+        "cpu": machine.model_name,
+        "cpu_family": machine.family,
+        "cpu_model": machine.model,
+        "l2_kib_per_core": machine.l2_kib,
         "nproc": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "arch": format!("{:?}", fused_rnn_kernels::ArchKind::of(fused_rnn_kernels::arch())),
         "sizes": args.sizes.display().to_string(),
+        "peers_interleaved": args.interleave,
         "fma_peak_gflops": peaks.iter().map(|(t, p)| (t.to_string(), serde_json::json!(p))).collect::<serde_json::Map<_, _>>(),
         "rows": rows_json,
     });
