@@ -8,9 +8,13 @@ use std::path::Path;
 /// The CPU, as Linux describes it (empty or `None` where it does not).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Machine {
+    /// `model name` (for example `AMD EPYC`).
     pub model_name: String,
+    /// `cpu family` (25 for AMD's Zen 3 and Zen 4).
     pub family: Option<u32>,
+    /// `model` within the family (1: Zen 3 "Milan", 17: Zen 4 "Genoa").
     pub model: Option<u32>,
+    /// The level-2 cache of a core, in KiB.
     pub l2_kib: Option<u64>,
 }
 

@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --example bench -- --threads 1,2
 //! cargo run --release --example bench -- --threads 1,2 --compare-torch --compare-ort --json bench.json
+//! cargo run --release --example bench -- --compare-torch --compare-ort --interleave  # peers row by row
 //! ```
 //!
 //! The reference scripts live in the project's `shared/bench/` (set `--scripts`); they need
