@@ -128,9 +128,10 @@ fn main() {
     }
     // Measured again after the cases (a given peak stays as given): see `peak::higher`.
     let peaks = peak::higher(&peaks, &peak::peaks(&args.threads, &args.peak));
-    report::print(&rows, &peaks);
+    let machine = machine::Machine::detect();
+    report::print(&rows, &peaks, &machine);
     if let Some(path) = &args.json
-        && let Err(e) = report::write_json(path, &rows, &peaks, &args)
+        && let Err(e) = report::write_json(path, &rows, &peaks, (&args, &machine))
     {
         eprintln!("error: {}: {e}", path.display());
         std::process::exit(1);

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use super::Args;
 use super::cases::Case;
+use super::machine::Machine;
 use super::timing::Run;
 
 /// One case at one thread count, with the peers' median seconds when compared.
@@ -57,8 +58,8 @@ fn meets_target(r: &Row, peak: f64) -> Option<bool> {
 }
 
 /// Prints the table: one line per case and thread count.
-pub fn print(rows: &[Row], peaks: &[(usize, f64)]) {
-    println!("machine: {}", super::machine::Machine::detect().describe());
+pub fn print(rows: &[Row], peaks: &[(usize, f64)], machine: &Machine) {
+    println!("machine: {}", machine.describe());
     for (t, p) in peaks {
         println!("FMA peak, {t} thread(s): {p:.1} GFLOP/s");
     }
@@ -120,9 +121,8 @@ pub fn write_json(
     path: &Path,
     rows: &[Row],
     peaks: &[(usize, f64)],
-    args: &Args,
+    (args, machine): (&Args, &Machine),
 ) -> std::io::Result<()> {
-    let machine = super::machine::Machine::detect();
     let rows_json: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
