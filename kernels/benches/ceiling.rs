@@ -71,101 +71,73 @@ mod bare {
         }
     }
 
-    pub mod avx512 {
-        use std::arch::x86_64::*;
+    /// A module `$name` with one instruction set's tile: `MR` rows x `NR` columns (two
+    /// registers a row), `tile` its loop (see `Tile`) in that set's intrinsics.
+    macro_rules! bare_tile {
+        ($name:ident, $feature:literal, $mr:literal x $nr:literal,
+         $zero:ident, $load:ident, $splat:ident, $fma:ident, $add:ident, $store:ident) => {
+            pub mod $name {
+                use std::arch::x86_64::*;
 
-        pub const MR: usize = 12;
-        pub const NR: usize = 32;
+                pub const MR: usize = $mr;
+                pub const NR: usize = $nr;
 
-        /// `C[12][32] += A W` (see `Tile`).
-        ///
-        /// # Safety
-        /// The CPU must have AVX-512F, and every element named above must be in bounds.
-        #[target_feature(enable = "avx512f")]
-        pub unsafe fn tile(
-            a: *const f32,
-            (step, row): (usize, usize),
-            w: *const f32,
-            k: usize,
-            c: *mut f32,
-            ldc: usize,
-        ) {
-            let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-            for kk in 0..k {
-                let w_k = w.wrapping_add(kk * NR);
-                // SAFETY: the caller guarantees step kk of W (32 values) is in bounds.
-                let w_lo = unsafe { _mm512_loadu_ps(w_k) };
-                // SAFETY: as above.
-                let w_hi = unsafe { _mm512_loadu_ps(w_k.wrapping_add(16)) };
-                let regs = [w_lo, w_hi];
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    // SAFETY: the caller guarantees step kk of A's 12 rows is in bounds.
-                    let x = _mm512_set1_ps(unsafe { *a.wrapping_add(kk * step + r * row) });
-                    for (acc_v, &w_v) in acc_r.iter_mut().zip(&regs) {
-                        *acc_v = _mm512_fmadd_ps(x, w_v, *acc_v);
+                /// `C[MR][NR] += A W` (see `Tile`).
+                ///
+                /// # Safety
+                /// The CPU must have the features this function enables, and every element
+                /// `Tile` names must be in bounds.
+                #[target_feature(enable = $feature)]
+                pub unsafe fn tile(
+                    a: *const f32,
+                    (step, row): (usize, usize),
+                    w: *const f32,
+                    k: usize,
+                    c: *mut f32,
+                    ldc: usize,
+                ) {
+                    let mut acc = [[$zero(); 2]; MR];
+                    for kk in 0..k {
+                        let w_k = w.wrapping_add(kk * NR);
+                        // SAFETY: the caller guarantees step kk of W (NR values) is in bounds.
+                        let w_lo = unsafe { $load(w_k) };
+                        // SAFETY: as above.
+                        let w_hi = unsafe { $load(w_k.wrapping_add(NR / 2)) };
+                        let regs = [w_lo, w_hi];
+                        for (r, acc_r) in acc.iter_mut().enumerate() {
+                            // SAFETY: the caller guarantees step kk of A's MR rows is in
+                            // bounds.
+                            let x = $splat(unsafe { *a.wrapping_add(kk * step + r * row) });
+                            for (acc_v, &w_v) in acc_r.iter_mut().zip(&regs) {
+                                *acc_v = $fma(x, w_v, *acc_v);
+                            }
+                        }
+                    }
+                    for (r, acc_r) in acc.iter().enumerate() {
+                        for (v, &acc_v) in acc_r.iter().enumerate() {
+                            let at = c.wrapping_add(r * ldc + NR / 2 * v);
+                            // SAFETY: the caller guarantees C's MR x NR tile is in bounds.
+                            let old = unsafe { $load(at) };
+                            let new = $add(old, acc_v);
+                            // SAFETY: as above.
+                            unsafe { $store(at, new) };
+                        }
                     }
                 }
             }
-            for (r, acc_r) in acc.iter().enumerate() {
-                for (v, &acc_v) in acc_r.iter().enumerate() {
-                    let at = c.wrapping_add(r * ldc + 16 * v);
-                    // SAFETY: the caller guarantees C's 12 x 32 tile is in bounds.
-                    let old = unsafe { _mm512_loadu_ps(at) };
-                    let new = _mm512_add_ps(old, acc_v);
-                    // SAFETY: as above.
-                    unsafe { _mm512_storeu_ps(at, new) };
-                }
-            }
-        }
+        };
     }
 
-    pub mod avx2 {
-        use std::arch::x86_64::*;
-
-        pub const MR: usize = 6;
-        pub const NR: usize = 16;
-
-        /// `C[6][16] += A W` (see `Tile`).
-        ///
-        /// # Safety
-        /// The CPU must have AVX2 and FMA, and every element named above must be in bounds.
-        #[target_feature(enable = "avx2,fma")]
-        pub unsafe fn tile(
-            a: *const f32,
-            (step, row): (usize, usize),
-            w: *const f32,
-            k: usize,
-            c: *mut f32,
-            ldc: usize,
-        ) {
-            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-            for kk in 0..k {
-                let w_k = w.wrapping_add(kk * NR);
-                // SAFETY: the caller guarantees step kk of W (16 values) is in bounds.
-                let w_lo = unsafe { _mm256_loadu_ps(w_k) };
-                // SAFETY: as above.
-                let w_hi = unsafe { _mm256_loadu_ps(w_k.wrapping_add(8)) };
-                let regs = [w_lo, w_hi];
-                for (r, acc_r) in acc.iter_mut().enumerate() {
-                    // SAFETY: the caller guarantees step kk of A's 6 rows is in bounds.
-                    let x = _mm256_set1_ps(unsafe { *a.wrapping_add(kk * step + r * row) });
-                    for (acc_v, &w_v) in acc_r.iter_mut().zip(&regs) {
-                        *acc_v = _mm256_fmadd_ps(x, w_v, *acc_v);
-                    }
-                }
-            }
-            for (r, acc_r) in acc.iter().enumerate() {
-                for (v, &acc_v) in acc_r.iter().enumerate() {
-                    let at = c.wrapping_add(r * ldc + 8 * v);
-                    // SAFETY: the caller guarantees C's 6 x 16 tile is in bounds.
-                    let old = unsafe { _mm256_loadu_ps(at) };
-                    let new = _mm256_add_ps(old, acc_v);
-                    // SAFETY: as above.
-                    unsafe { _mm256_storeu_ps(at, new) };
-                }
-            }
-        }
-    }
+    bare_tile!(
+        avx512, "avx512f", 12 x 32,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+        _mm512_storeu_ps
+    );
+    bare_tile!(
+        avx2, "avx2,fma", 6 x 16,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
+        _mm256_storeu_ps
+    );
 
     /// `C += A W` for `m x k` A (rows a multiple of the tile's; `kmajor`: element (i, kk)
     /// at `a[(i / mr) * mr * k + kk * mr + i % mr]`, else at `a[i * lda + kk]`), W packed in
