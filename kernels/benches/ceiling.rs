@@ -19,7 +19,7 @@
 //! at 96-98% of the FMA peak, `ours` at 92-97%; the same products inside a layer at 88-90%.
 //!
 //! `cargo bench -p fused-rnn-kernels --bench ceiling` (prints why it does nothing on a CPU
-//! with neither).
+//! with neither); `CEILING_SHAPES=6x128x512,30x128x512` measures other products.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fused_rnn_kernels::aligned::AlignedBuf;
@@ -195,6 +195,27 @@ fn data(len: usize) -> AlignedBuf<f32> {
     buf
 }
 
+/// The products to measure: `CEILING_SHAPES` (`MxKxN` separated by commas, M a multiple of
+/// the tile's rows, N of its columns), or by default a block of the input projection (K = H
+/// = 256 and 1024) and one tile of rows of a step product at H = 256 (the char-rnn's).
+///
+/// # Panics
+/// If `CEILING_SHAPES` names a shape not of that form.
+fn shapes(mr: usize) -> Vec<(usize, usize, usize)> {
+    let Ok(list) = std::env::var("CEILING_SHAPES") else {
+        return vec![(240, 256, 1024), (240, 1024, 1024), (mr, 256, 1024)];
+    };
+    list.split(',')
+        .map(|shape| {
+            let dims: Result<Vec<usize>, _> = shape.split('x').map(|d| d.trim().parse()).collect();
+            match dims.as_deref() {
+                Ok(&[m, k, n]) if m > 0 && k > 0 && n > 0 => (m, k, n),
+                _ => panic!("CEILING_SHAPES: {shape:?} is not MxKxN"),
+            }
+        })
+        .collect()
+}
+
 fn ceiling(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
     let found = bare::detect();
@@ -212,9 +233,7 @@ fn ceiling(c: &mut Criterion) {
     let arch = arch();
     let mut g = c.benchmark_group("ceiling");
     g.sample_size(20);
-    // A block of the input projection (K = H = 256 and 1024), and one tile of rows of a step
-    // product at H = 256 (the char-rnn's).
-    for (m, k, n) in [(240, 256, 1024), (240, 1024, 1024), (mr, 256, 1024)] {
+    for (m, k, n) in shapes(mr) {
         let name = format!("{m}x{k}x{n}");
         let (a_rows, a_cols, w) = (data(m * k), data(m * k), data(k * n));
         // Packed W: strips of the tile's width, all k steps of one before the next (one strip

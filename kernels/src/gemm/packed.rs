@@ -1080,15 +1080,7 @@ impl<'a, T: Float> BlockPass<'a, T> {
 /// Measured against 4 and 16: 8 is the fastest, by 20-40%.
 const PACK_COLS: usize = 8;
 
-/// Asks for the cache lines of `x` (a hint: nothing is read into the program).
-#[inline(always)]
-fn prefetch<T>(x: &[T]) {
-    for line in x.chunks(64 / core::mem::size_of::<T>().max(1)) {
-        prefetch_ptr(line.as_ptr());
-    }
-}
-
-/// [`prefetch`] into L2 (not L1). A block of [`pack_a_block`] asks for its next columns so:
+/// Asks for the cache lines of `x` into L2 (not L1). A block of [`pack_a_block`] asks for its next columns so:
 /// into L1, its 120 requests at a time stalled on the core's few outstanding misses (a third
 /// of the pack's time sat on them in `perf`). Measured on Zen 4, `[216, 1024]` blocks of a
 /// column-major `[1024, 2048]` A: in cache 16.9-23.7 -> 18.9-27.2 GB/s, sources cycling
@@ -1799,9 +1791,19 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     /// while the steps run instead of stalling the store at the end.
     #[inline(always)]
     fn prefetch_c<const R: usize>(&self, c: &mut MatMut<'_, T>) {
-        for r in 0..R {
-            prefetch(&c.row_mut(self.row0 + self.r + r)[self.col0..self.col0 + self.width]);
+        let line = 64 / core::mem::size_of::<T>().max(1);
+        for row in self.c_rows::<R>(c) {
+            for col in (0..self.width).step_by(line) {
+                prefetch_ptr(row.wrapping_add(col));
+            }
         }
+    }
+
+    /// Pointers to this tile's `R` rows of C at its first column, each row's `width`
+    /// columns checked to lie in C.
+    #[inline(always)]
+    fn c_rows<const R: usize>(&self, c: &mut MatMut<'_, T>) -> [*mut T; R] {
+        c.row_pointers::<R>(self.row0 + self.r, self.col0, self.width)
     }
 
     /// `acc + beta * old`, or `acc` alone when `beta == 0`: `old` may then be NaN or
@@ -1824,6 +1826,24 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         beta: T,
         c: &mut MatMut<'_, T>,
     ) {
+        if self.width == NV * T::lanes::<S>() {
+            // Whole registers: plain loads and stores through pointers checked once.
+            for (row, acc_r) in self.c_rows::<R>(c).into_iter().zip(&acc) {
+                for (v, &a) in acc_r.iter().enumerate() {
+                    let at = row.wrapping_add(v * T::lanes::<S>()).cast::<V<S, T>>();
+                    let new = if beta == T::ZERO {
+                        a
+                    } else {
+                        // SAFETY: `c_rows` checked that each row's `width` = NV registers
+                        // lie in C; an unaligned read needs no alignment.
+                        Self::updated(s, beta, unsafe { at.read_unaligned() }, a)
+                    };
+                    // SAFETY: as above.
+                    unsafe { at.write_unaligned(new) };
+                }
+            }
+            return;
+        }
         for (r, acc_r) in acc.iter().enumerate() {
             let row = &mut c.row_mut(self.row0 + self.r + r)[self.col0..self.col0 + self.width];
             // Whole registers are plain loads and stores; only a ragged edge goes through
