@@ -1080,8 +1080,8 @@ impl<'a, T: Float> BlockPass<'a, T> {
 /// Measured against 4 and 16: 8 is the fastest, by 20-40%.
 const PACK_COLS: usize = 8;
 
-/// Asks for the cache lines of `x` into L2 (not L1). A block of [`pack_a_block`] asks for its next columns so:
-/// into L1, its 120 requests at a time stalled on the core's few outstanding misses (a third
+/// Asks for the cache lines of `x` into L2 (not L1). A block of [`pack_a_block`] asks for
+/// its next columns so: into L1, its 120 requests at a time stalled on the core's few outstanding misses (a third
 /// of the pack's time sat on them in `perf`). Measured on Zen 4, `[216, 1024]` blocks of a
 /// column-major `[1024, 2048]` A: in cache 16.9-23.7 -> 18.9-27.2 GB/s, sources cycling
 /// through 64 MiB 6.5-6.7 -> 10.7-11.5 GB/s.
@@ -1827,7 +1827,9 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         c: &mut MatMut<'_, T>,
     ) {
         if self.width == NV * T::lanes::<S>() {
-            // Whole registers: plain loads and stores through pointers checked once.
+            // A whole sub-panel: plain loads and stores through pointers checked once, in
+            // loops of constant length (with a variable one LLVM once turned the `beta ==
+            // 0` stores into a call to memcpy from the accumulators spilled to the stack).
             for (row, acc_r) in self.c_rows::<R>(c).into_iter().zip(&acc) {
                 for (v, &a) in acc_r.iter().enumerate() {
                     let at = row.wrapping_add(v * T::lanes::<S>()).cast::<V<S, T>>();
@@ -1844,26 +1846,13 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             }
             return;
         }
+        // A ragged edge (the last columns of C): whole registers of it as slices, and the
+        // rest through pulp's masked (out-of-line) partial loads and stores.
         for (r, acc_r) in acc.iter().enumerate() {
             let row = &mut c.row_mut(self.row0 + self.r + r)[self.col0..self.col0 + self.width];
-            // Whole registers are plain loads and stores; only a ragged edge goes through
-            // pulp's masked (out-of-line) partial ones.
             let (regs, tail) = T::v_split_mut::<S>(row);
-            // A whole sub-panel takes a loop of constant length: with a variable one, LLVM
-            // turned the `beta == 0` stores into a call to memcpy (after a `vzeroupper`)
-            // from the accumulators spilled to the stack; `perf` put 2% of a training step
-            // at H = 128 in those calls, though end to end the change measured within noise.
-            match <&mut [V<S, T>; NV]>::try_from(&mut *regs) {
-                Ok(whole) => {
-                    for (out, &a) in whole.iter_mut().zip(acc_r) {
-                        *out = Self::updated(s, beta, *out, a);
-                    }
-                }
-                Err(_) => {
-                    for (out, &a) in regs.iter_mut().zip(acc_r) {
-                        *out = Self::updated(s, beta, *out, a);
-                    }
-                }
+            for (out, &a) in regs.iter_mut().zip(acc_r) {
+                *out = Self::updated(s, beta, *out, a);
             }
             if !tail.is_empty() {
                 let a = acc_r[regs.len()];
