@@ -322,8 +322,8 @@ impl<'a, T> MatMut<'a, T> {
         let (data, i) = self.block_of(i);
         &mut data[i * rs..i * rs + cols]
     }
-    /// Pointers to columns `col..col + width` of the `R` rows from `row`, each row's checked
-    /// once to lie in its memory: the packed product's tiles store through these. Asking
+    /// Pointers to columns `col..col + width` of the `R` rows from `row`, checked once to lie
+    /// in their memory: the packed product's tiles store through these. Asking
     /// [`row_mut`](Self::row_mut) for each row (a check, the stacked view's branch and the
     /// slice's bounds per row, twice a tile) took 5% of `[6, 128] x [128, 512]` in `perf`.
     ///
@@ -336,14 +336,18 @@ impl<'a, T> MatMut<'a, T> {
         col: usize,
         width: usize,
     ) -> [*mut T; R] {
-        let end = row + R;
+        // Written so that no sum can overflow before it is checked.
         assert!(
-            end <= self.rows && col + width <= self.cols && self.cs == 1,
-            "MatMut::row_pointers: rows {row}..{end}, columns {col}..{} of {} x {}",
-            col + width,
+            R <= self.rows
+                && row <= self.rows - R
+                && col <= self.cols
+                && width <= self.cols - col
+                && self.cs == 1,
+            "MatMut::row_pointers: rows {row}..+{R}, columns {col}..+{width} of {} x {}",
             self.rows,
             self.cols
         );
+        let end = row + R;
         let rs = self.rs;
         // Rows row..split lie in `data`, split..end in the lower block (from its row `at`).
         let (lower, at) = match &mut self.lower {
@@ -1022,17 +1026,29 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "MatMut::row_pointers: rows 1..4, columns 0..3 of 3 x 3")]
+    #[should_panic(expected = "MatMut::row_pointers: rows 1..+3, columns 0..+3 of 3 x 3")]
     fn row_pointers_past_the_last_row_are_refused() {
         let mut data = [0.0f32; 9];
         let _ = MatMut::row_major(&mut data, 3, 3, 3).row_pointers::<3>(1, 0, 3);
     }
 
     #[test]
-    #[should_panic(expected = "MatMut::row_pointers: rows 0..2, columns 2..4 of 2 x 3")]
+    #[should_panic(expected = "MatMut::row_pointers: rows 0..+2, columns 2..+2 of 2 x 3")]
     fn row_pointers_past_the_last_column_are_refused() {
         let mut data = [0.0f32; 6];
         let _ = MatMut::row_major(&mut data, 2, 3, 3).row_pointers::<2>(0, 2, 2);
+    }
+
+    #[test]
+    fn row_pointers_at_indices_near_overflow_are_refused() {
+        let mut data = [0.0f32; 6];
+        let mut c = MatMut::row_major(&mut data, 2, 3, 3);
+        for (row, col, width) in [(usize::MAX, 0, 1), (0, usize::MAX, 2), (0, 1, usize::MAX)] {
+            let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.row_pointers::<2>(row, col, width)
+            }));
+            assert!(refused.is_err(), "({row}, {col}, {width}) was not refused");
+        }
     }
 
     #[test]
