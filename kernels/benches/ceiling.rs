@@ -200,8 +200,8 @@ fn data(len: usize) -> AlignedBuf<f32> {
 /// = 256 and 1024) and one tile of rows of a step product at H = 256 (the char-rnn's).
 ///
 /// # Panics
-/// If `CEILING_SHAPES` names a shape not of that form.
-fn shapes(mr: usize) -> Vec<(usize, usize, usize)> {
+/// If `CEILING_SHAPES` names a shape not of that form, saying which and why.
+fn shapes(Bare { mr, nr, .. }: Bare) -> Vec<(usize, usize, usize)> {
     let Ok(list) = std::env::var("CEILING_SHAPES") else {
         return vec![(240, 256, 1024), (240, 1024, 1024), (mr, 256, 1024)];
     };
@@ -209,7 +209,13 @@ fn shapes(mr: usize) -> Vec<(usize, usize, usize)> {
         .map(|shape| {
             let dims: Result<Vec<usize>, _> = shape.split('x').map(|d| d.trim().parse()).collect();
             match dims.as_deref() {
-                Ok(&[m, k, n]) if m > 0 && k > 0 && n > 0 => (m, k, n),
+                Ok(&[m, k, n]) if m > 0 && k > 0 && n > 0 => {
+                    assert!(
+                        m.is_multiple_of(mr) && n.is_multiple_of(nr),
+                        "CEILING_SHAPES: {shape:?} needs M a multiple of {mr}, N of {nr}"
+                    );
+                    (m, k, n)
+                }
                 _ => panic!("CEILING_SHAPES: {shape:?} is not MxKxN"),
             }
         })
@@ -233,7 +239,7 @@ fn ceiling(c: &mut Criterion) {
     let arch = arch();
     let mut g = c.benchmark_group("ceiling");
     g.sample_size(20);
-    for (m, k, n) in shapes(mr) {
+    for (m, k, n) in shapes(bare) {
         let name = format!("{m}x{k}x{n}");
         let (a_rows, a_cols, w) = (data(m * k), data(m * k), data(k * n));
         // Packed W: strips of the tile's width, all k steps of one before the next (one strip
