@@ -7,6 +7,7 @@
 //! cargo run --release --example bench -- --threads 1,2
 //! cargo run --release --example bench -- --threads 1,2 --compare-torch --compare-ort --json bench.json
 //! cargo run --release --example bench -- --compare-torch --compare-ort --interleave  # peers row by row
+//! cargo run --release --example bench -- --threads 1 --budget  # each training call's products alone
 //! ```
 //!
 //! The reference scripts live in the project's `shared/bench/` (set `--scripts`); they need
@@ -15,6 +16,7 @@
 //! (then `--python /tmp/bench-venv/bin/python`). Benchmark on an idle machine and compare
 //! ratios from one run: absolute times drift between runs on shared machines.
 
+mod budget;
 mod cases;
 mod machine;
 mod peak;
@@ -73,6 +75,10 @@ struct Args {
     /// more per row).
     #[arg(long)]
     interleave: bool,
+    /// Also time each training row's products alone, right after the row (see `budget`):
+    /// the call against a floor made of its products at their best.
+    #[arg(long)]
+    budget: bool,
 }
 
 /// Runs the peers asked for on `rows` (see [`peers::attach`]).
@@ -109,12 +115,15 @@ fn main() {
         for case in &cases {
             eprintln!("[fused-rnn t={threads}] {} ...", case.name);
             let run = pool.install(|| timing::run_case(case, args.min_time, args.min_samples));
+            let budget = (args.budget && case.train)
+                .then(|| pool.install(|| budget::measure(case, args.min_time, args.min_samples)));
             let mut row = report::Row {
                 case: case.clone(),
                 threads,
                 run,
                 torch: None,
                 ort: None,
+                budget,
             };
             if args.interleave {
                 let only = peers::Only::Row(&case.name, threads);

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use super::Args;
+use super::budget::{self, Budget};
 use super::cases::Case;
 use super::machine::Machine;
 use super::timing::Run;
@@ -15,6 +16,8 @@ pub struct Row {
     pub run: Run,
     pub torch: Option<f64>,
     pub ort: Option<f64>,
+    /// The training call's parts, each timed alone (`--budget`).
+    pub budget: Option<Budget>,
 }
 
 fn fmt_s(s: f64) -> String {
@@ -114,6 +117,63 @@ pub fn print(rows: &[Row], peaks: &[(usize, f64)], machine: &Machine) {
             println!("target: {mode} met in {met} of {judged} case-thread rows");
         }
     }
+    print_budgets(rows, peaks);
+}
+
+/// The `--budget` table: each training row's call against its parts alone (see
+/// [`budget`]): the products, then the floor (the products, the packing once per update and
+/// an LSTM's passes), as fractions of the peak; the call's time beyond the floor; and each
+/// product's GFLOP/s alone.
+fn print_budgets(rows: &[Row], peaks: &[(usize, f64)]) {
+    let with: Vec<(&Row, &Budget)> = rows
+        .iter()
+        .filter_map(|r| Some((r, r.budget.as_ref()?)))
+        .collect();
+    let Some((_, first)) = with.first() else {
+        return;
+    };
+    println!(
+        "budget: each training call against its parts alone (warm; the kernels' GEMMs; \
+         floor = products + (packing + passes) / threads, passes for LSTM only)"
+    );
+    print!(
+        "{:22} {:>3} {:>11} {:>11} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7}",
+        "case",
+        "thr",
+        "call",
+        "floor",
+        "packing",
+        "passes",
+        "%peak",
+        "%p prod",
+        "%p floor",
+        "beyond"
+    );
+    for p in &first.products {
+        print!(" {:>10}", p.name);
+    }
+    println!("   (GFLOP/s alone)");
+    for (r, b) in with {
+        let of_peak = |s: f64| 100.0 * r.case.flops() / s / 1e9 / peak_of(peaks, r.threads);
+        let floor = b.floor_s();
+        print!(
+            "{:22} {:>3} {:>11} {:>11} {:>9} {:>9} {:6.1}% {:7.1}% {:7.1}% {:6.1}%",
+            r.case.name,
+            r.threads,
+            fmt_s(r.run.median_s),
+            fmt_s(floor),
+            fmt_s(b.besides.packing_s),
+            b.besides.passes_s.map_or("-".to_string(), fmt_s),
+            of_peak(r.run.median_s),
+            of_peak(budget::total_s(&b.products)),
+            of_peak(floor),
+            100.0 * (r.run.median_s - floor) / r.run.median_s,
+        );
+        for p in &b.products {
+            print!(" {:10.1}", p.flops() / p.call_s() / 1e9);
+        }
+        println!();
+    }
 }
 
 /// Writes every row, the peaks and the machine as JSON.
@@ -137,6 +197,16 @@ pub fn write_json(
                 "torch_median_s": r.torch, "speedup_vs_torch": r.torch.map(|t| t / r.run.median_s),
                 "ort_median_s": r.ort, "speedup_vs_ort": r.ort.map(|t| t / r.run.median_s),
                 "target_met": meets_target(r, peak_of(peaks, r.threads)),
+                "budget": r.budget.as_ref().map(|b| serde_json::json!({
+                    "products_s": budget::total_s(&b.products),
+                    "packing_s": b.besides.packing_s,
+                    "passes_s": b.besides.passes_s,
+                    "floor_s": b.floor_s(),
+                    "products": b.products.iter().map(|p| serde_json::json!({
+                        "name": p.name, "count": p.count, "m": p.m, "k": p.k, "n": p.n,
+                        "best_s": p.best_s, "gflops": p.flops() / p.call_s() / 1e9,
+                    })).collect::<Vec<_>>(),
+                })),
             })
         })
         .collect();
@@ -187,6 +257,7 @@ mod tests {
             run,
             torch,
             ort,
+            budget: None,
         }
     }
 

@@ -110,7 +110,7 @@ impl Step {
 
 /// Warm-up (>= 2 calls and 0.3 s), then samples of k back-to-back calls (k so that a sample
 /// lasts >= 5 ms) until `min_time` and `min_samples` are both reached.
-fn sample(call: &mut impl FnMut(), min_time: f64, min_samples: usize) -> (Vec<f64>, f64) {
+pub fn sample(call: &mut impl FnMut(), min_time: f64, min_samples: usize) -> (Vec<f64>, f64) {
     let start = Instant::now();
     let mut n = 0;
     while n < 2 || start.elapsed().as_secs_f64() < 0.3 {
