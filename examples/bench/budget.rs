@@ -235,6 +235,7 @@ pub fn measure_besides(case: &Case, min_time: f64, min_samples: usize) -> Beside
 /// One step's LSTM pointwise passes, forward then back (in place, as training runs it), on
 /// `B x H` units.
 struct LstmPasses {
+    arch: fused_rnn_kernels::Arch,
     b: usize,
     h: usize,
     gates: Vec<f32>,
@@ -249,6 +250,7 @@ struct LstmPasses {
 impl LstmPasses {
     fn new(b: usize, h: usize) -> Self {
         LstmPasses {
+            arch: arch(),
             b,
             h,
             gates: data(b * 4 * h),
@@ -262,8 +264,7 @@ impl LstmPasses {
     }
 
     fn step(&mut self) {
-        let arch = arch();
-        let (b, h) = (self.b, self.h);
+        let (arch, b, h) = (self.arch, self.b, self.h);
         // Each pass writes over `gates` (the gates, then their gradients), and the next step
         // starts from what the last left: the passes take no branch on values, so any
         // finite values time the same (denormals are flushed inside the kernels).

@@ -7,7 +7,7 @@
 //! cargo run --release --example bench -- --threads 1,2
 //! cargo run --release --example bench -- --threads 1,2 --compare-torch --compare-ort --json bench.json
 //! cargo run --release --example bench -- --compare-torch --compare-ort --interleave  # peers row by row
-//! cargo run --release --example bench -- --threads 1 --budget  # each training call's products alone
+//! cargo run --release --example bench -- --threads 1 --budget  # each training call's parts alone
 //! ```
 //!
 //! The reference scripts live in the project's `shared/bench/` (set `--scripts`); they need
@@ -75,8 +75,9 @@ struct Args {
     /// more per row).
     #[arg(long)]
     interleave: bool,
-    /// Also time each training row's products alone, right after the row (see `budget`):
-    /// the call against a floor made of its products at their best.
+    /// Also time each training row's parts alone, right after the row (see `budget`): the
+    /// call against a floor made of its products, its weights' packing and (LSTM) its
+    /// pointwise passes, each at its best.
     #[arg(long)]
     budget: bool,
 }
