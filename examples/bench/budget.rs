@@ -2,8 +2,8 @@
 //! projection, the steps' recurrent products forward and back, dL/dx and the weight
 //! gradients), each run by itself on warm data with the kernels' own GEMMs and summed by
 //! how often one call runs it; and the work every training step does besides: packing the
-//! four weight layouts the products read (once per update), and, for an LSTM, the
-//! pointwise passes of every step forward and back (timed on one thread, and counted as
+//! four weight layouts the products read (once per update), and the pointwise passes of
+//! every step forward and back (see [`super::passes`]; timed on one thread, and counted as
 //! split perfectly over the pool's threads). Each part counts at its fastest sample alone
 //! and warm, so their sum is a floor under the call's time; the call's time beyond it is
 //! what running them together costs (colder caches, copies, the threads' waits). A row whose
@@ -16,12 +16,10 @@ use std::hint::black_box;
 use fused_rnn_kernels::aligned::AlignedBuf;
 use fused_rnn_kernels::gemm::beside::{Beside, gemm_beside};
 use fused_rnn_kernels::gemm::packed::{PackedRef, pack, packed_len};
-use fused_rnn_kernels::pointwise::lstm::{
-    LstmBwdPointwiseInPlace, LstmFwdPointwise, lstm_bwd_pointwise_in_place, lstm_fwd_pointwise,
-};
-use fused_rnn_kernels::{CellKind, MatMut, MatRef, Rows, RowsMut, arch, gemm_prepacked};
+use fused_rnn_kernels::{MatMut, MatRef, arch, gemm_prepacked};
 
 use super::cases::Case;
+use super::passes::Passes;
 use super::timing;
 
 /// How a product's B is held: packed once (a weight), or two activations beside each other
@@ -186,8 +184,8 @@ pub struct Besides {
     /// Packing `W_ih^T`, `W_ih`, `W_hh^T` and `W_hh` (the layouts the projection, dL/dx and
     /// the steps forward and back read), once per update.
     pub packing_s: f64,
-    /// The pointwise passes of every step, forward and back (LSTM only; `None` for the
-    /// other cells).
+    /// The pointwise passes of every step, forward and back (`None` for a GRU with the reset
+    /// before its product, which no runner case has).
     pub passes_s: Option<f64>,
 }
 
@@ -216,8 +214,7 @@ pub fn measure_besides(case: &Case, min_time: f64, min_samples: usize) -> Beside
         }
     };
     let (samples, _) = timing::sample(&mut packing, min_time, min_samples);
-    let passes_s = (case.cell == CellKind::Lstm).then(|| {
-        let mut passes = LstmPasses::new(case.batch, h);
+    let passes_s = Passes::new(case.cell, case.batch, h).map(|mut passes| {
         let mut run = || {
             for _ in 0..case.steps {
                 passes.step();
@@ -229,66 +226,6 @@ pub fn measure_besides(case: &Case, min_time: f64, min_samples: usize) -> Beside
     Besides {
         packing_s: best(&samples),
         passes_s,
-    }
-}
-
-/// One step's LSTM pointwise passes, forward then back (in place, as training runs it), on
-/// `B x H` units.
-struct LstmPasses {
-    arch: fused_rnn_kernels::Arch,
-    b: usize,
-    h: usize,
-    gates: Vec<f32>,
-    bias: Vec<f32>,
-    c_prev: Vec<f32>,
-    c: Vec<f32>,
-    h_out: Vec<f32>,
-    dh: Vec<f32>,
-    dc_prev: Vec<f32>,
-}
-
-impl LstmPasses {
-    fn new(b: usize, h: usize) -> Self {
-        LstmPasses {
-            arch: arch(),
-            b,
-            h,
-            gates: data(b * 4 * h),
-            bias: data(4 * h),
-            c_prev: data(b * h),
-            c: vec![0.0; b * h],
-            h_out: vec![0.0; b * h],
-            dh: data(b * h),
-            dc_prev: vec![0.0; b * h],
-        }
-    }
-
-    fn step(&mut self) {
-        let (arch, b, h) = (self.arch, self.b, self.h);
-        // Each pass writes over `gates` (the gates, then their gradients), and the next step
-        // starts from what the last left: the passes take no branch on values, so any
-        // finite values time the same (denormals are flushed inside the kernels).
-        lstm_fwd_pointwise(
-            arch,
-            LstmFwdPointwise {
-                gates: RowsMut::contiguous(&mut self.gates, b, 4 * h),
-                bias: &self.bias,
-                c_prev: Rows::contiguous(&self.c_prev, b, h),
-                c: RowsMut::contiguous(&mut self.c, b, h),
-                h: RowsMut::contiguous(&mut self.h_out, b, h),
-            },
-        );
-        lstm_bwd_pointwise_in_place(
-            arch,
-            LstmBwdPointwiseInPlace {
-                gates: RowsMut::contiguous(&mut self.gates, b, 4 * h),
-                c_prev: Rows::contiguous(&self.c_prev, b, h),
-                dh: Rows::contiguous(&self.dh, b, h),
-                dy: None,
-                dc: Rows::contiguous(&self.c, b, h),
-                dc_prev: RowsMut::contiguous(&mut self.dc_prev, b, h),
-            },
-        );
     }
 }
 
@@ -342,24 +279,28 @@ mod tests {
         assert_eq!(total_s(&products), sum);
     }
 
-    /// The passes are timed for an LSTM only, and the floor adds what was measured, split
-    /// over the threads.
+    /// The passes are timed for every runner cell, and the floor adds what was measured,
+    /// split over the threads; a reset-before GRU (no runner case) has no passes timed.
     #[test]
     fn the_floor_adds_the_work_besides_the_products() {
-        let mut lstm = measure(&case(CellKind::Lstm, (9, 12, 3, 4)), 0.0, 3);
-        let passes = lstm.besides.passes_s.expect("an LSTM's passes are timed");
-        assert!(passes > 0.0 && lstm.besides.packing_s > 0.0);
-        lstm.threads = 1;
-        let products = total_s(&lstm.products);
-        // Grouped as `floor_s` adds them: float addition is not associative.
-        assert_eq!(lstm.floor_s(), products + (lstm.besides.packing_s + passes));
-        lstm.threads = 2;
-        assert_eq!(
-            lstm.floor_s(),
-            products + (lstm.besides.packing_s + passes) / 2.0
-        );
+        for cell in [
+            CellKind::Lstm,
+            CellKind::Gru { reset_after: true },
+            CellKind::Rnn(Nonlinearity::Relu),
+        ] {
+            let mut b = measure(&case(cell, (9, 12, 3, 4)), 0.0, 3);
+            let passes = b.besides.passes_s.expect("the passes are timed");
+            assert!(passes > 0.0 && b.besides.packing_s > 0.0, "{cell:?}");
+            let products = total_s(&b.products);
+            for threads in [1, 2] {
+                b.threads = threads;
+                // Grouped as `floor_s` adds them: float addition is not associative.
+                let besides = (b.besides.packing_s + passes) / threads as f64;
+                assert_eq!(b.floor_s(), products + besides, "{cell:?}");
+            }
+        }
         let mut gru = measure(
-            &case(CellKind::Gru { reset_after: true }, (9, 12, 3, 4)),
+            &case(CellKind::Gru { reset_after: false }, (9, 12, 3, 4)),
             0.0,
             3,
         );

@@ -19,6 +19,7 @@
 mod budget;
 mod cases;
 mod machine;
+mod passes;
 mod peak;
 mod peers;
 mod report;
@@ -76,7 +77,7 @@ struct Args {
     #[arg(long)]
     interleave: bool,
     /// Also time each training row's parts alone, right after the row (see `budget`): the
-    /// call against a floor made of its products, its weights' packing and (LSTM) its
+    /// call against a floor made of its products, its weights' packing and its
     /// pointwise passes, each at its best.
     #[arg(long)]
     budget: bool,

@@ -122,7 +122,7 @@ pub fn print(rows: &[Row], peaks: &[(usize, f64)], machine: &Machine) {
 
 /// The `--budget` table: each training row's call against its parts alone (see
 /// [`budget`]): the products, then the floor (the products, the packing once per update and
-/// an LSTM's passes), as fractions of the peak; the call's time beyond the floor; and each
+/// the pointwise passes), as fractions of the peak; the call's time beyond the floor; and each
 /// product's GFLOP/s alone.
 fn print_budgets(rows: &[Row], peaks: &[(usize, f64)]) {
     let with: Vec<(&Row, &Budget)> = rows
@@ -134,7 +134,7 @@ fn print_budgets(rows: &[Row], peaks: &[(usize, f64)]) {
     };
     println!(
         "budget: each training call against its parts alone (warm; the kernels' GEMMs; \
-         floor = products + (packing + passes) / threads, passes for LSTM only)"
+         floor = products + (packing + passes) / threads)"
     );
     print!(
         "{:22} {:>3} {:>11} {:>11} {:>9} {:>9} {:>7} {:>8} {:>8} {:>7}",
