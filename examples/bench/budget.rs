@@ -86,7 +86,7 @@ fn best(samples: &[f64]) -> f64 {
 }
 
 /// Deterministic values in [-0.5, 0.5).
-fn data(len: usize) -> Vec<f32> {
+pub(super) fn data(len: usize) -> Vec<f32> {
     (0..len)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
         .collect()

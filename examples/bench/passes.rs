@@ -3,7 +3,7 @@
 //!
 //! Each pass writes over its inputs as the call does (the gates, then their gradients), and
 //! the next step starts from what the last one left: the passes take no branch on values,
-//! so any values time the same (denormals are flushed inside the kernels).
+//! so any finite values time the same (denormals are flushed inside the kernels).
 
 use fused_rnn_kernels::pointwise::gru::{
     GruBwdPointwiseInPlace, GruFwdPointwise, gru_bwd_pointwise_in_place, gru_fwd_pointwise,
@@ -16,14 +16,9 @@ use fused_rnn_kernels::pointwise::rnn::{
 };
 use fused_rnn_kernels::{Arch, CellKind, Nonlinearity, Rows, RowsMut, arch};
 
-/// Deterministic values in `[-0.5, 0.5)`.
-fn data(len: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
+use super::budget::data;
 
-/// The buffers of one step's passes: `b` rows of `h` units, `gh` gate columns.
+/// The buffers of one step's passes: `b` rows of `h` hidden units.
 pub struct Passes {
     cell: CellKind,
     arch: Arch,
