@@ -283,11 +283,7 @@ mod tests {
     /// split over the threads; a reset-before GRU (no runner case) has no passes timed.
     #[test]
     fn the_floor_adds_the_work_besides_the_products() {
-        for cell in [
-            CellKind::Lstm,
-            CellKind::Gru { reset_after: true },
-            CellKind::Rnn(Nonlinearity::Relu),
-        ] {
+        for cell in crate::passes::RUNNER_CELLS {
             let mut b = measure(&case(cell, (9, 12, 3, 4)), 0.0, 3);
             let passes = b.besides.passes_s.expect("the passes are timed");
             assert!(passes > 0.0 && b.besides.packing_s > 0.0, "{cell:?}");

@@ -155,6 +155,15 @@ impl Passes {
     }
 }
 
+/// Every cell a sizes file can name (see `cases.rs`), for the tests.
+#[cfg(test)]
+pub const RUNNER_CELLS: [CellKind; 4] = [
+    CellKind::Lstm,
+    CellKind::Gru { reset_after: true },
+    CellKind::Rnn(Nonlinearity::Tanh),
+    CellKind::Rnn(Nonlinearity::Relu),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,12 +172,7 @@ mod tests {
     /// (a pass that ran nothing would leave the zeros it started with).
     #[test]
     fn every_runner_cell_has_passes_that_write_their_outputs() {
-        for cell in [
-            CellKind::Lstm,
-            CellKind::Gru { reset_after: true },
-            CellKind::Rnn(Nonlinearity::Tanh),
-            CellKind::Rnn(Nonlinearity::Relu),
-        ] {
+        for cell in RUNNER_CELLS {
             let mut p = Passes::new(cell, 3, 17).expect("passes");
             // An RNN's gate gradients go to `other`, which starts as data.
             p.other.fill(0.0);
