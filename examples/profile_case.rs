@@ -7,7 +7,13 @@
 //! Arguments: cell (lstm, gru, rnn), hidden (= input) size, batch, steps, mode (train or
 //! infer), iterations, threads (0: `Parallelism::Sequential`, else a rayon pool of that size),
 //! and optionally the input size (default: the hidden size).
+//!
+//! Built with `--features phase-timers`, it also prints each phase's median time over the
+//! iterations (`fused_rnn::phases`): where a call's time goes.
 
+use std::collections::BTreeMap;
+
+use fused_rnn::phases::Phase;
 use fused_rnn::{
     Backward, CellKind, Config, Input, Nonlinearity, Parallelism, Recurrent, Reserve, SeqShape,
     Workspace,
@@ -69,6 +75,8 @@ fn run(c: &Case, par: Parallelism) {
         vec![0.01f32; y.len()],
     );
     let mut start = std::time::Instant::now();
+    // Per phase, its time in each timed iteration (summed over the layers).
+    let mut phases: BTreeMap<Phase, Vec<f64>> = BTreeMap::new();
     // One untimed call first: it builds the prepared weights (once per parameter update).
     for i in 0..=c.iters {
         if i == 1 {
@@ -96,6 +104,15 @@ fn run(c: &Case, par: Parallelism) {
             m.forward(Input::new(&x, shape), &mut state, &mut y, &mut ws)
                 .unwrap();
         }
+        let mut this_call: BTreeMap<Phase, f64> = BTreeMap::new();
+        for (phase, took) in fused_rnn::phases::take() {
+            *this_call.entry(phase).or_default() += took.as_secs_f64();
+        }
+        if i > 0 {
+            for (phase, secs) in this_call {
+                phases.entry(phase).or_default().push(secs);
+            }
+        }
     }
     let per = start.elapsed().as_secs_f64() / c.iters as f64;
     let flops =
@@ -105,4 +122,8 @@ fn run(c: &Case, par: Parallelism) {
         per * 1e3,
         flops / per / 1e9
     );
+    for (phase, mut secs) in phases {
+        secs.sort_by(f64::total_cmp);
+        println!("  {phase:?}: {:.3} ms (median)", secs[secs.len() / 2] * 1e3);
+    }
 }

@@ -68,6 +68,7 @@ pub mod layout;
 pub mod nn;
 pub mod optim;
 pub mod params;
+pub mod phases;
 mod prepared;
 mod recurrent;
 pub mod state;

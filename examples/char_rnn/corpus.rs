@@ -239,6 +239,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("src/optim/adam.rs", include_str!("../../src/optim/adam.rs")),
     ("src/optim/mod.rs", include_str!("../../src/optim/mod.rs")),
     ("src/params.rs", include_str!("../../src/params.rs")),
+    ("src/phases.rs", include_str!("../../src/phases.rs")),
     ("src/prepared.rs", include_str!("../../src/prepared.rs")),
     ("src/recurrent.rs", include_str!("../../src/recurrent.rs")),
     ("src/state.rs", include_str!("../../src/state.rs")),

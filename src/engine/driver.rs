@@ -26,6 +26,7 @@ use crate::layout::{
     bwd_task_len, fwd_task_len,
 };
 use crate::params::Params;
+use crate::phases::{Phase, Timer, timed};
 use crate::prepared::Prepared;
 use crate::state::State;
 use fused_rnn_kernels::{Arch, CellKind, Float};
@@ -316,10 +317,10 @@ fn forward_layer<T: Float>(
         let (w, _) = call.prepared.dir(call.params, layer, dir);
         let threads = (call.arch, gemm_threads(call.par));
         let gates = &mut tape[..tape_lens.gates];
-        match &mut tokens {
+        timed(Phase::ForwardProjection, || match &mut tokens {
             Some((tokens, buf)) => project_tokens(threads, (&d, &spec), &w, tokens, buf, gates),
             None => project_inputs(threads, &spec, &w, input, gates),
-        }
+        });
         let ys = chunk_regions(out, &d, d.steps * d.hout);
         let (hs, cs) = (
             std::mem::take(&mut states_h[dir]),
@@ -345,8 +346,10 @@ fn forward_layer<T: Float>(
         }
     }
     let mut groups = lockstep_groups(&mut tasks, &d, call.par);
-    run_tasks(call.par, &mut groups, |group| {
-        run_forward_group(call, layer, group)
+    timed(Phase::ForwardLoops, || {
+        run_tasks(call.par, &mut groups, |group| {
+            run_forward_group(call, layer, group)
+        })
     });
 }
 
@@ -452,7 +455,9 @@ pub(crate) fn forward<T: Float>(
     let tape_buf = c.take(lens.infer_tapes);
     let tasks = c.take(lens.fwd_tasks);
     let token_buf = c.take(token_scratch(&d, tokens.as_ref()));
-    let x = layer0_rows(x, tokens.is_some(), &d, x_buf);
+    let x = timed(Phase::ForwardInputRows, || {
+        layer0_rows(x, tokens.is_some(), &d, x_buf)
+    });
     for layer in 0..d.layers {
         // Layer k writes set A if k is even, B if odd, and reads the other.
         let (out, below) = if layer % 2 == 0 {
@@ -478,7 +483,9 @@ pub(crate) fn forward<T: Float>(
     } else {
         &set_b
     };
-    blocks_to_user(&d, &top[..d.dirs], y);
+    timed(Phase::ForwardOutputs, || {
+        blocks_to_user(&d, &top[..d.dirs], y)
+    });
 }
 
 /// Training. The reserve holds every layer's tapes, the inputs of upper layers and their
@@ -501,7 +508,9 @@ pub(crate) fn forward_train<T: Float>(
     let mut top = dir_blocks(c.take(lens.block_set), d.dirs, rl.out_block);
     let tasks = c.take(lens.fwd_tasks);
     let token_buf = c.take(token_scratch(&d, tokens.as_ref()));
-    let x = layer0_rows(x, tokens.is_some(), &d, x_buf);
+    let x = timed(Phase::ForwardInputRows, || {
+        layer0_rows(x, tokens.is_some(), &d, x_buf)
+    });
     let mut rest = Carver::new(reserve);
     let mut below = PerDir::<&mut [T]>::new();
     for layer in 0..d.layers {
@@ -537,7 +546,9 @@ pub(crate) fn forward_train<T: Float>(
             apply_dropout(out, mask, call.config.dropout, seed);
         }
         if last {
-            blocks_to_user(&d, &outputs[..d.dirs], y);
+            timed(Phase::ForwardOutputs, || {
+                blocks_to_user(&d, &outputs[..d.dirs], y)
+            });
         } else {
             below = outputs;
         }
@@ -732,9 +743,11 @@ pub(crate) fn backward<T: Float>(
     let token_buf = c.take(token_scratch(&d, tokens.as_ref()));
     // Token input has no rows of x: layer 0 reads the table (and dx is dL/dtable).
     let reorders = d.reorders_input() && tokens.is_none();
-    if reorders {
-        x_chunk_major(x, &d, &mut *x_buf);
-    }
+    timed(Phase::BackwardInputRows, || {
+        if reorders {
+            x_chunk_major(x, &d, &mut *x_buf);
+        }
+    });
     for layer in (0..d.layers).rev() {
         // Layer k writes its dx into A if (L-1-k) is even, B if odd, and reads its dy from the
         // other (the layer above wrote it there), or from the caller's dy at the top.
@@ -831,8 +844,10 @@ pub(crate) fn backward<T: Float>(
             }
         }
         let mut groups = lockstep_groups(&mut tasks, &d, call.par);
-        run_tasks(call.par, &mut groups, |group| {
-            run_backward_group(call, layer, group)
+        timed(Phase::BackwardLoops, || {
+            run_tasks(call.par, &mut groups, |group| {
+                run_backward_group(call, layer, group)
+            })
         });
         drop(groups);
         drop(tasks); // Releases the gradient buffers the tasks borrowed.
@@ -850,6 +865,7 @@ pub(crate) fn backward<T: Float>(
             }
         };
         let layer_tokens = tokens.filter(|_| layer == 0);
+        let weights_timer = Timer::start(Phase::BackwardWeightGradients);
         for dir in 0..d.dirs {
             let spec = call.spec(layer, dir);
             let g = dir_grads(dir);
@@ -866,8 +882,10 @@ pub(crate) fn backward<T: Float>(
             let rows = layer_tokens.is_none().then_some(&input[..]);
             weight_gradients(threads, (&d, &spec), rows, &g, grads);
         }
+        weights_timer.stop();
         // Ends the borrow of x's copy (ArrayVec has drop glue) before dx overwrites it.
         drop(input);
+        let input_timer = Timer::start(Phase::BackwardInputGradients);
         for dir in 0..d.dirs {
             let spec = call.spec(layer, dir);
             let (w, _) = call.prepared.dir(call.params, layer, dir);
@@ -881,6 +899,7 @@ pub(crate) fn backward<T: Float>(
                 input_gradients(threads, &spec, &w, &g, &mut [target], add);
             }
         }
+        input_timer.stop();
         // Through the dropout that produced this layer's input.
         if layer > 0 && d.dropout {
             let at = rl.outputs_at(layer - 1, d.dirs) + d.dirs * rl.out_block;
@@ -892,6 +911,7 @@ pub(crate) fn backward<T: Float>(
             }
         }
     }
+    let _rows_timer = Timer::start(Phase::BackwardInputGradientRows);
     if let (true, Some(dx)) = (reorders, dx) {
         for_rows(&d, |user, cm| {
             dx[user * d.input..(user + 1) * d.input]
