@@ -140,14 +140,15 @@ mod tests {
     use super::*;
     use crate::{Backward, Config, Input, Recurrent, Reserve, SeqShape, Workspace};
 
-    /// One training step of a 2-layer LSTM (time-major, batch 3: chunks reorder x).
+    /// One training step of a 2-layer LSTM, time-major at batch 16: two chunks of 8, so x,
+    /// y and dx are copied between the caller's order and theirs.
     fn train_step() {
         let lstm = Recurrent::<f64>::with_seed(Config::lstm(4, 5).with_layers(2), 1).unwrap();
-        let shape = SeqShape::new(6, 3);
-        let x = vec![0.3; 6 * 3 * 4];
-        let mut y = vec![0.0; 6 * 3 * 5];
+        let shape = SeqShape::new(6, 16);
+        let x = vec![0.3; 6 * 16 * 4];
+        let mut y = vec![0.0; 6 * 16 * 5];
         let (mut state, mut reserve, mut ws) =
-            (lstm.zero_state(3), Reserve::new(), Workspace::new());
+            (lstm.zero_state(16), Reserve::new(), Workspace::new());
         lstm.forward_train(
             Input::new(&x, shape),
             &mut state,
@@ -157,7 +158,7 @@ mod tests {
         )
         .unwrap();
         let (mut grads, mut d_state, mut dx) =
-            (lstm.zero_grads(), lstm.zero_state(3), vec![0.0; x.len()]);
+            (lstm.zero_grads(), lstm.zero_state(16), vec![0.0; x.len()]);
         let out = Backward {
             d_state: &mut d_state,
             dx: Some(&mut dx),
