@@ -41,9 +41,11 @@ pub enum Phase {
     BackwardInputGradientRows,
 }
 
-/// The phases timed on this thread since the last call, in the order they ran (one record
-/// per phase and layer, all directions together but the projection's), and clears them.
-/// Empty without the `phase-timers` feature.
+/// The phases timed on this thread since the last call, in the order they ran, and clears
+/// them: one record per call for the copies of x, y and dx, per layer for the rest (all
+/// directions together), per layer and direction for the projection. Records accumulate
+/// until taken, so a long run with the feature on should take them now and then. Empty
+/// without the `phase-timers` feature.
 pub fn take() -> Vec<(Phase, Duration)> {
     imp::take()
 }
