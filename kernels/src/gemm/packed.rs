@@ -674,6 +674,35 @@ const fn pair_sets<S: Simd>(accumulators: usize) -> usize {
 /// The sums of a pair of single-row tiles ([`Tile::run_pairs`]).
 type Sums<S, T, const NV: usize> = ([[V<S, T>; NV]; 1], [[V<S, T>; NV]; 1]);
 
+/// How [`Tile::run_pairs`] walks a single row's pairs of sub-panels: `count` pairs, each
+/// `regs_apart` registers of W and `cols_apart` columns after the one before, the two tiles
+/// of a pair step by step together or, with `one_stream`, one after the other.
+#[derive(Clone, Copy)]
+pub(super) struct RowWalk {
+    count: usize,
+    regs_apart: usize,
+    cols_apart: usize,
+    one_stream: bool,
+}
+
+/// The bytes of W a single row reads as one stream, one whole panel after the other,
+/// instead of two panels side by side (AVX-512, whose tile is a panel wide): W past L1 that
+/// stays in L2, as each core's share of `W_hh` at batch 1 and H = 256 on 2 threads.
+///
+/// Measured on Zen 5 (back-to-back calls, median TSC cycles, two-stream -> one-stream, the
+/// same binary):
+/// - `[1, 128] x [128, 512]` 5,070-5,148 -> 4,264-4,472;
+/// - `[1, 256] x [256, 512]` 9,022-9,100 -> 8,632-8,710;
+/// - `[1, 256] x [256, 256]` 4,368-4,472 -> 4,316-4,342.
+///
+/// The same loops written with bare intrinsics: 10,166-10,400 two-stream, 5,590-5,746
+/// one-stream at `[1, 256] x [256, 512]`. lstm_h256_b1 inference on 2 threads
+/// (`profile_case`, 5 alternating pairs): 0.705-0.732 -> 0.649-0.687 ms. Below the range
+/// (W in L1) two streams measured even or faster (`[1, 64] x [64, 64]` 364 against 390);
+/// from L3 two streams keep more of W in flight (`[1, 256] x [256, 1024]` and `[1, 512] x
+/// [512, 512]` even, larger ones faster or even).
+const ONE_STREAM_BYTES: core::ops::RangeInclusive<usize> = (128 << 10)..=(512 << 10);
+
 /// Rows of A as the microkernel reads them: step by step, element (r, kk) at
 /// `data[kk * cs + r]`, or row by row at the packed stride, `data[r * PACK_LD + kk]`.
 #[derive(Clone, Copy)]
@@ -907,16 +936,26 @@ impl<'a, T: Float> BlockPass<'a, T> {
         if self.m1 - self.m0 != 1 {
             return 0;
         }
-        // (pairs, registers and columns from one pair to the next): the two halves of each
-        // panel, or two whole panels side by side.
+        // The pairs: the two halves of each panel, or two whole panels side by side.
         let pairs = if 2 * sub == nr {
-            (whole_panels, w.stride / lanes, nr)
+            RowWalk {
+                count: whole_panels,
+                regs_apart: w.stride / lanes,
+                cols_apart: nr,
+                one_stream: false,
+            }
         } else if sub == nr {
-            (whole_panels / 2, 2 * w.stride / lanes, 2 * nr)
+            let bytes = 2 * (whole_panels / 2) * nr * (self.k1 - self.k0) * size_of::<T>();
+            RowWalk {
+                count: whole_panels / 2,
+                regs_apart: 2 * w.stride / lanes,
+                cols_apart: 2 * nr,
+                one_stream: ONE_STREAM_BYTES.contains(&bytes),
+            }
         } else {
             return 0;
         };
-        if pairs.0 == 0 {
+        if pairs.count == 0 {
             return 0;
         }
         // Sub-panels 0 and 1, W from their strips to the end of the packing.
@@ -931,7 +970,7 @@ impl<'a, T: Float> BlockPass<'a, T> {
         };
         let kc = balanced(self.k1 - self.k0, KC, 1);
         first.run_pairs::<NV>(second, s, pairs, kc, self.beta, c);
-        2 * pairs.0
+        2 * pairs.count
     }
 
     /// Whether this block runs two sub-panels at a time (see [`Self::run_sub_panel_share`]): a
@@ -1607,11 +1646,16 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     #[inline(always)]
     fn run_pair<const NV: usize>(self, other: Self, s: S, beta: T, c: &mut MatMut<'_, T>) {
         let steps = (self.k1 - self.k0).max(1);
-        self.run_pairs::<NV>(other, s, (1, 0, 0), steps, beta, c);
+        let pair = RowWalk {
+            count: 1,
+            regs_apart: 0,
+            cols_apart: 0,
+            one_stream: false,
+        };
+        self.run_pairs::<NV>(other, s, pair, steps, beta, c);
     }
 
-    /// [`Self::run_pair`] on `count` pairs of whole sub-panels, each `regs_apart` registers
-    /// of W and `cols_apart` columns after the one before, in one loop (a single row's
+    /// [`Self::run_pair`] on the pairs of whole sub-panels `pairs` walks, in one loop (a single row's
     /// product spent a few hundred cycles setting up each pair through the general path:
     /// see [`BlockPass::run_row_pairs`]). Each pair goes through the tiles' steps in K
     /// blocks of `kc` (summed onto C as [`gemm_packed`]'s K blocks are), all of them before
@@ -1621,7 +1665,7 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         self,
         other: Self,
         s: S,
-        pairs: (usize, usize, usize),
+        pairs: RowWalk,
         kc: usize,
         beta: T,
         c: &mut MatMut<'_, T>,
@@ -1648,11 +1692,13 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         self,
         other: Self,
         s: S,
-        (count, regs_apart, cols_apart): (usize, usize, usize),
+        walk: RowWalk,
         kc: usize,
         beta: T,
         c: &mut MatMut<'_, T>,
     ) {
+        let (count, regs_apart, cols_apart) = (walk.count, walk.regs_apart, walk.cols_apart);
+        let one_stream = walk.one_stream;
         let last_pair = count.saturating_sub(1) * regs_apart;
         assert!(
             self.spans_w::<NV>(last_pair) && other.spans_w::<NV>(last_pair),
@@ -1664,7 +1710,7 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             for i in 0..count {
                 // SAFETY: `pointers` checked the steps of the first pair and `spans_w`
                 // those of the last; pair i lies between.
-                let sums = unsafe { Self::pair_sums::<NV>(s, steps, i * regs_apart) };
+                let sums = unsafe { Self::pair_sums::<NV>(s, steps, i * regs_apart, one_stream) };
                 self.store_pair::<NV>(other, s, i * cols_apart, sums, beta, c);
             }
             return;
@@ -1678,7 +1724,7 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
                 let (one, two) = (self.k_block(b0, kc), other.k_block(b0, kc));
                 let steps = Some(one.pair_pointers::<1, NV>(&two));
                 // SAFETY: as above, a K block's steps being among the whole tile's.
-                let sums = unsafe { Self::pair_sums::<NV>(s, steps, i * regs_apart) };
+                let sums = unsafe { Self::pair_sums::<NV>(s, steps, i * regs_apart, one_stream) };
                 let beta = if b0 == self.k0 { beta } else { T::ONE };
                 one.store_pair::<NV>(two, s, i * cols_apart, sums, beta, c);
             }
@@ -1709,7 +1755,9 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
     }
 
     /// The two tiles' sums (accumulator sets added) over `len` steps from `pointers`
-    /// (none: no steps), W moved `moved` registers on.
+    /// (none: no steps), W moved `moved` registers on: step by step together (two streams
+    /// of W), or with `one_stream` the first tile's steps and then the second's. Either way
+    /// each tile's sums are those of [`Self::run`] for one row.
     ///
     /// # Safety
     /// Every step of both tiles, moved on, must lie in bounds.
@@ -1723,12 +1771,21 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             usize,
         )>,
         moved: usize,
+        one_stream: bool,
     ) -> Sums<S, T, NV> {
         let zero = T::v_splat(s, T::ZERO);
         let mut first = [[[zero; NV]; 1]; PAIR_SETS];
         let mut second = first;
         if let Some(((w1, w2, rpr), a, len)) = pointers {
-            let w = (w1.wrapping_add(moved), w2.wrapping_add(moved), rpr);
+            let (w1, w2) = (w1.wrapping_add(moved), w2.wrapping_add(moved));
+            if one_stream {
+                // SAFETY: the caller's guarantee, for each tile.
+                unsafe { Self::single_sums::<NV>(s, (w1, rpr), a, len, &mut first) };
+                // SAFETY: as above.
+                unsafe { Self::single_sums::<NV>(s, (w2, rpr), a, len, &mut second) };
+                return (Self::sum_sets(s, first), Self::sum_sets(s, second));
+            }
+            let w = (w1, w2, rpr);
             let groups = len / PAIR_SETS * PAIR_SETS;
             for kk in (0..groups).step_by(PAIR_SETS) {
                 for j in 0..PAIR_SETS {
@@ -1744,6 +1801,37 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
             }
         }
         (Self::sum_sets(s, first), Self::sum_sets(s, second))
+    }
+
+    /// One single-row tile's `len` steps (W at `w.0`, `w.1` registers a step; A at `a.0`,
+    /// `a.1` elements a step) into `sets`, step `k` into set `k % PAIR_SETS` and the steps
+    /// past the last whole group into the first: [`Self::pair_sums`]'s arithmetic, one
+    /// stream of W.
+    ///
+    /// # Safety
+    /// Every step must lie in bounds, as [`Self::step`] requires.
+    #[inline(always)]
+    unsafe fn single_sums<const NV: usize>(
+        s: S,
+        (w, rpr): (*const V<S, T>, usize),
+        (a, a_step, a_row): (*const T, usize, usize),
+        len: usize,
+        sets: &mut [[[V<S, T>; NV]; 1]; PAIR_SETS],
+    ) {
+        let groups = len / PAIR_SETS * PAIR_SETS;
+        let at = |k: usize| (w.wrapping_add(k * rpr), a.wrapping_add(k * a_step));
+        for kk in (0..groups).step_by(PAIR_SETS) {
+            for (j, acc) in sets.iter_mut().enumerate() {
+                let (w_k, a_k) = at(kk + j);
+                // SAFETY: kk + j < len, in bounds by the caller's guarantee.
+                unsafe { Self::step::<1, NV>(s, w_k, a_k, a_row, acc) };
+            }
+        }
+        for k in groups..len {
+            let (w_k, a_k) = at(k);
+            // SAFETY: as above, k < len.
+            unsafe { Self::step::<1, NV>(s, w_k, a_k, a_row, &mut sets[0]) };
+        }
     }
 
     /// This tile's steps `b0..b0 + kc` (at most to its end), A read in place.
@@ -2049,7 +2137,9 @@ mod tests {
 
     /// A single row runs its whole panels two at a time from the range's first panel, so
     /// a range that starts on an odd panel pairs them differently from the whole product:
-    /// each column must still get the same bits (the team's pieces rely on it).
+    /// each column must still get the same bits (the team's pieces rely on it). At K = 256
+    /// the whole product and the wider ranges read 128-384 KiB of W, as one stream on
+    /// AVX-512 ([`ONE_STREAM_BYTES`]), and the 3-panel range two streams: the bits still agree.
     #[test]
     fn single_row_panel_ranges_keep_the_bits_of_the_whole() {
         fn check<T: Float>(k: usize, n: usize, beta: f64) {
@@ -2094,7 +2184,7 @@ mod tests {
                 );
             }
         }
-        for k in [1, 40, KC + 9] {
+        for k in [1, 40, 256, KC + 9] {
             for n in [150, 7 * 32, 5 * 32 + 3] {
                 for beta in [0.0, 1.0, 0.5] {
                     check::<f32>(k, n, beta);

@@ -3,7 +3,7 @@
 
 use pulp::Simd;
 
-use super::{MatMut, Tile};
+use super::{MatMut, RowWalk, Tile};
 use crate::float::Float;
 use crate::frame::FramedCall;
 
@@ -54,8 +54,7 @@ impl<S: Simd, T: Float, const R: usize, const NV: usize> FramedCall<S>
 pub(super) struct RowPairs<'t, 'c, 'm, S: Simd, T: Float, const NV: usize> {
     pub(super) tile: Tile<'t, S, T>,
     pub(super) other: Tile<'t, S, T>,
-    /// Count, registers apart, columns apart.
-    pub(super) pairs: (usize, usize, usize),
+    pub(super) pairs: RowWalk,
     pub(super) kc: usize,
     pub(super) beta: T,
     pub(super) c: &'c mut MatMut<'m, T>,
