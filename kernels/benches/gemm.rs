@@ -5,6 +5,8 @@
 //!
 //! Shapes, for hidden size H, batch B, T steps and 4 gates (LSTM):
 //! - `step`:  `[B, H] x [H, 4H]`: the recurrent product of one step (weights packed once);
+//! - `row`: `[1, 256] x [256, N]`: a single row against 512 KiB of W (one core's half of
+//!   `W_hh` at H = 256 on 2 threads, in L2) and 1 MiB;
 //! - `proj`:  `[T*B, H] x [H, 4H]`: the input projection over all steps;
 //! - `dw`:    `[4H, T*B] x [T*B, H]`: a weight gradient (A read transposed);
 //! - `stacked`: `dW_hh` over 4 batch chunks whose states lie in regions of their own: one
@@ -127,6 +129,19 @@ fn products(c: &mut Criterion) {
                 m: b,
                 k: h,
                 n: 4 * h,
+                a_transposed: false,
+            },
+        ));
+    }
+    for n in [512, 1024] {
+        // A single row at H = 256: each core's half of an LSTM's W_hh on 2 threads (512 KiB,
+        // in L2: read as one stream) and the whole (1 MiB: two streams).
+        cases.push((
+            format!("row_h256_n{n}"),
+            Product {
+                m: 1,
+                k: 256,
+                n,
                 a_transposed: false,
             },
         ));
