@@ -1655,11 +1655,11 @@ impl<S: Simd, T: Float> Tile<'_, S, T> {
         self.run_pairs::<NV>(other, s, pair, steps, beta, c);
     }
 
-    /// [`Self::run_pair`] on the pairs of whole sub-panels `pairs` walks, in one loop (a single row's
-    /// product spent a few hundred cycles setting up each pair through the general path:
-    /// see [`BlockPass::run_row_pairs`]). Each pair goes through the tiles' steps in K
-    /// blocks of `kc` (summed onto C as [`gemm_packed`]'s K blocks are), all of them before
-    /// the next pair. More than one K block needs A read in place.
+    /// [`Self::run_pair`] on the pairs of whole sub-panels `pairs` walks, in one loop (a
+    /// single row's product spent a few hundred cycles setting up each pair through the
+    /// general path: see [`BlockPass::run_row_pairs`]). Each pair goes through the tiles'
+    /// steps in K blocks of `kc` (summed onto C as [`gemm_packed`]'s K blocks are), all of
+    /// them before the next pair. More than one K block needs A read in place.
     #[inline(always)]
     fn run_pairs<const NV: usize>(
         self,
@@ -2137,9 +2137,10 @@ mod tests {
 
     /// A single row runs its whole panels two at a time from the range's first panel, so
     /// a range that starts on an odd panel pairs them differently from the whole product:
-    /// each column must still get the same bits (the team's pieces rely on it). At K = 256
-    /// the whole product and the wider ranges read 128-384 KiB of W, as one stream on
-    /// AVX-512 ([`ONE_STREAM_BYTES`]), and the 3-panel range two streams: the bits still agree.
+    /// each column must still get the same bits (the team's pieces rely on it). On AVX-512
+    /// the whole products and the wider ranges at K = 256 read 128-448 KiB of W as one
+    /// stream ([`ONE_STREAM_BYTES`]), as does a single pair of panels at K = KC + 9 (in two
+    /// K blocks); the 3-panel ranges read two streams: the bits still agree.
     #[test]
     fn single_row_panel_ranges_keep_the_bits_of_the_whole() {
         fn check<T: Float>(k: usize, n: usize, beta: f64) {
@@ -2185,7 +2186,7 @@ mod tests {
             }
         }
         for k in [1, 40, 256, KC + 9] {
-            for n in [150, 7 * 32, 5 * 32 + 3] {
+            for n in [150, 7 * 32, 5 * 32 + 3, 100] {
                 for beta in [0.0, 1.0, 0.5] {
                     check::<f32>(k, n, beta);
                     check::<f64>(k, n, beta);
